@@ -1,0 +1,121 @@
+// Package natstest starts a real, in-process NATS server with JetStream for
+// tests: random port on 127.0.0.1, a t.TempDir() store, shut down by
+// t.Cleanup. It never fakes the broker.
+package natstest
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Server is a running test server. Stop and Start it again with
+// [Server.Shutdown] and [Server.Restart]; the port and store survive.
+type Server struct {
+	t    testing.TB
+	opts server.Options
+	srv  *server.Server
+}
+
+// Run starts a JetStream server for t on 127.0.0.1 with a random port.
+func Run(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{t: t, opts: server.Options{
+		Host:      "127.0.0.1",
+		Port:      server.RANDOM_PORT,
+		NoLog:     true,
+		NoSigs:    true,
+		JetStream: true,
+		StoreDir:  t.TempDir(),
+	}}
+	s.start()
+	_, port, err := net.SplitHostPort(s.srv.Addr().String())
+	if err != nil {
+		t.Fatalf("natstest: server address: %v", err)
+	}
+	var p int
+	for _, c := range port {
+		p = p*10 + int(c-'0')
+	}
+	s.opts.Port = p
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	opts := s.opts
+	srv, err := server.NewServer(&opts)
+	if err != nil {
+		s.t.Fatalf("natstest: new server: %v", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		s.t.Fatalf("natstest: server not ready")
+	}
+	s.srv = srv
+}
+
+// URL is the client URL of the server.
+func (s *Server) URL() string { return s.srv.ClientURL() }
+
+// StoreDir is the server's JetStream store.
+func (s *Server) StoreDir() string { return s.opts.StoreDir }
+
+// Shutdown stops the server and waits until it is down. It is safe to call
+// more than once.
+func (s *Server) Shutdown() {
+	if s.srv == nil {
+		return
+	}
+	s.srv.Shutdown()
+	s.srv.WaitForShutdown()
+	s.srv = nil
+}
+
+// Restart starts the server again on the same port with the same store.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Shutdown()
+	s.start()
+}
+
+// Connect opens a client connection with a JetStream context, both closed by
+// t.Cleanup. The connection reconnects forever, so it survives a Restart.
+func (s *Server) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(s.URL(),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(50*time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+	)
+	if err != nil {
+		t.Fatalf("natstest: connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("natstest: jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// Eventually polls cond every 10 ms until it is true or timeout passes, then
+// fails t with msg. Use it instead of fixed sleeps.
+func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s: %s", timeout, msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,12 @@
+module github.com/forgebus/forgebus/workers
+
+go 1.26.0
+
+require github.com/forgebus/forgebus/schemas v0.0.0
+
+replace (
+	github.com/forgebus/forgebus/ingest => ../ingest
+	github.com/forgebus/forgebus/schemas => ../schemas
+	github.com/forgebus/forgebus/services => ../services
+	github.com/forgebus/forgebus/workers => ../workers
+)
