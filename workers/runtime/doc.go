@@ -1,4 +1,74 @@
 // Package runtime runs forgebus workers: a durable JetStream pull consumer
 // per worker, shared by its replicas, with policy, idempotency, retry,
 // dead letters and a published result around every [Handler].
+//
+// # Shape
+//
+// A [Worker] is a name, the FORGE_EVENTS subjects it takes, a [Handler], its
+// [Settings] and its [Policy]. [New] checks it; [Runtime.Run] creates or
+// updates its consumer ([ConsumerConfig], durable, named after the worker)
+// and its idempotency bucket ([IdempotencyBucket]), and runs one replica
+// until its context is cancelled. Any number of replicas, in any number of
+// processes, bind to the same consumer and share its messages.
+//
+// Every delivery passes, outermost first: settle (decode the envelope,
+// in-progress heartbeats every AckWait/3, job timeout, then the result and
+// the ack or nak), panic recovery (watermill's Recoverer: a panic is a
+// failure with its stack in the result, never a crashed process), the event
+// id as correlation id and on every log line (zerolog.Ctx(ctx) in a
+// handler), the policy check (outcome denied, with the rule), the
+// idempotency check (outcome duplicate), and the handler with in-process
+// retry on cenkalti/backoff/v4.
+//
+// # Why a subscriber of our own
+//
+// The router is watermill's (v1.5.1): it reads the subscriber's channel and
+// runs each message's handler in its own goroutine, then calls Ack or Nack
+// on the watermill message. watermill-nats' JetStream subscriber makes no
+// durable consumer, and watermill's Ack/Nack cannot say "redeliver in 30 s",
+// "I am still working" or "never again". So the subscriber here is ours,
+// over nats.go's jetstream pull consumer: it pulls only as many messages as
+// the replica has free slots (Settings.MaxInFlight) with Fetch, so a
+// replica never sits on messages it is not working on (they would time out
+// in its buffer and move to another replica mid-queue); each message goes
+// to the router with its jetstream.Msg reachable from the message context
+// ([JetStreamMsg], [EventSeq], [Attempt]); the runtime settles it itself
+// (ack, nak with delay, in-progress), and the watermill Ack/Nack only frees
+// the slot (and acks or naks if the runtime had not).
+//
+// # Outcomes and attempts
+//
+// Attempt is the JetStream delivery count (NumDelivered): 1 for the first
+// delivery. Inside one delivery the handler may be called several times
+// (Settings.Retry); those tries do not change the attempt. A transient
+// failure past the in-process retry publishes a failed result and naks with
+// the delay Settings.NakDelays gives for that attempt. A [Permanent] error,
+// or a failure of delivery Settings.MaxDeliver, publishes a
+// schemas.DeadLetter to FORGE_DLQ and a dead_lettered result, then acks.
+// Every outcome is published to FORGE_RESULTS and acknowledged by the
+// server before the event is acked, with a Nats-Msg-Id of
+// <worker>:<event id>:<stream seq>:<attempt>:<outcome>, so a crash between
+// the publish and the ack does not store it twice.
+//
+// An event that succeeded (or was superseded) is recorded in the worker's
+// KV bucket (key: the event id, [IdempotencyKey]) after the effect and
+// before the result; any later delivery of it, redelivered or replayed, is
+// a duplicate and runs nothing.
+//
+// # Dead letters and replay
+//
+// [ListDeadLetters] reads FORGE_DLQ; [Replay] republishes a dead letter's
+// original envelope to FORGE_EVENTS on its original subject with the
+// header [ReplayHeader] naming the worker and Nats-Msg-Id "replay:<dlq
+// seq>", then deletes the dead letter. Only the named worker handles it
+// (with a fresh attempt count); every other worker acks it silently and
+// publishes nothing. A replay of an event that already succeeded is a
+// duplicate.
+//
+// # Stopping
+//
+// When Run's context is cancelled it stops pulling, lets running jobs
+// finish within Settings.GracePeriod, then cancels the rest and naks them
+// with no delay, and returns nil. A replica that is killed instead loses
+// nothing: its messages are redelivered after AckWait.
 package runtime

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/forgebus/forgebus/ingest"
+	"github.com/forgebus/forgebus/ingest/spool"
+	"github.com/forgebus/forgebus/services/platform"
+)
+
+// hooksPath is where Gogs posts deliveries.
+const hooksPath = "/hooks/gogs"
+
+func init() { register(newIngestCmd) }
+
+func newIngestCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ingest",
+		Short: "Receive Gogs webhooks on POST " + hooksPath + " and publish them to JetStream",
+		Long: `ingest verifies each Gogs delivery's signature, normalizes it into a
+CloudEvent and answers 202 only after JetStream has stored it (or, with the
+spool on, after it is on local disk while JetStream is unreachable). It also
+serves /healthz, /readyz and /metrics on the same address. SIGINT or SIGTERM
+stops accepting and finishes in-flight requests.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			ln, err := platform.Listen(cfg.HTTPAddr)
+			if err != nil {
+				return err
+			}
+			defer ln.Close()
+			p, err := platform.Start(ctx, cfg, log, "ingest")
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			svc, err := newIngestService(p)
+			if err != nil {
+				return err
+			}
+			defer svc.close()
+			return runAll(ctx, p, svc.runners(ln))
+		},
+	}
+	addFlag(cmd, "http-addr", "HTTP listen address")
+	addFlag(cmd, "data-dir", "data directory")
+	addFlag(cmd, "nats-url", "NATS server URLs; empty starts an embedded server")
+	addFlag(cmd, "nats-listen", "embedded NATS server listen address")
+	addFlag(cmd, "instance", "forge instance name in event subjects")
+	return cmd
+}
+
+// ingestService is the webhook handler on the platform's mux, and the spool
+// with its forwarder when the spool is on.
+type ingestService struct {
+	p     *platform.Platform
+	mux   *http.ServeMux
+	spool *spool.Spool
+}
+
+func newIngestService(p *platform.Platform) (*ingestService, error) {
+	cfg := p.Config
+	log := p.Log.With().Str("component", "ingest").Logger()
+	s := &ingestService{p: p}
+	opts := []ingest.Option{ingest.WithMetrics(ingest.NewMetrics(p.Registry))}
+	if cfg.Spool.Enabled {
+		sp, err := spool.Open(cfg.SpoolDir(), spool.Limits{
+			MaxBytes:   int64(cfg.Spool.MaxBytes),
+			MaxEntries: cfg.Spool.MaxEntries,
+		}, p.Log.With().Str("component", "spool").Logger())
+		if err != nil {
+			return nil, fmt.Errorf("open spool %s: %w", cfg.SpoolDir(), err)
+		}
+		s.spool = sp
+		spool.NewMetrics(p.Registry, sp)
+		p.Health.Add(spoolCheck(sp, cfg.Spool.MaxEntries, int64(cfg.Spool.MaxBytes)))
+		opts = append(opts, ingest.WithSpool(spooler{sp}))
+	}
+	h, err := ingest.NewHandler(ingest.Config{
+		Secrets:        cfg.SecretBytes(),
+		AllowUnsigned:  cfg.Gogs.AllowUnsigned,
+		MaxBodyBytes:   int64(cfg.Ingest.MaxBodyBytes),
+		PublishTimeout: cfg.Ingest.PublishTimeout,
+		RetryAfter:     cfg.Ingest.RetryAfter,
+		Instance:       cfg.Instance,
+		Source:         cfg.Source(),
+	}, p.Broker.JS, log, opts...)
+	if err != nil {
+		s.close()
+		return nil, usage(fmt.Errorf("ingest: %w", err))
+	}
+	if cfg.Gogs.AllowUnsigned {
+		log.Warn().Msg("FORGEBUS_ALLOW_UNSIGNED is on: deliveries without a signature are accepted")
+	}
+	s.mux = p.Mux()
+	s.mux.Handle("POST "+hooksPath, h)
+	return s, nil
+}
+
+// runners are the HTTP server on ln and, with the spool on, its forwarder.
+func (s *ingestService) runners(ln net.Listener) []runner {
+	rs := []runner{{name: "ingest", run: func(ctx context.Context) error { return s.p.Serve(ctx, ln, s.mux) }}}
+	if s.spool != nil {
+		rs = append(rs, runner{name: "spool-forwarder", run: func(ctx context.Context) error {
+			return s.spool.Forward(ctx, s.p.Broker.JS, spool.WithPublishTimeout(s.p.Config.Ingest.PublishTimeout))
+		}})
+	}
+	return rs
+}
+
+// close closes the spool; what is left in it is forwarded at the next start.
+func (s *ingestService) close() {
+	if s.spool == nil {
+		return
+	}
+	if err := s.spool.Close(); err != nil {
+		s.p.Log.Error().Err(err).Msg("close spool")
+	}
+	s.spool = nil
+}
+
+// spooler adapts [spool.Spool] to [ingest.Spooler].
+type spooler struct{ s *spool.Spool }
+
+func (a spooler) Append(msgID, subject string, data []byte) error {
+	err := a.s.Append(spool.Entry{MsgID: msgID, Subject: subject, Data: data})
+	if errors.Is(err, spool.ErrFull) {
+		return fmt.Errorf("%w: %w", ingest.ErrSpoolFull, err)
+	}
+	return err
+}
+
+func (a spooler) Depth() int { return a.s.Depth() }
+
+// spoolCheck reports the spool's depth and oldest age on /readyz; it fails
+// only when the spool is full, since ingest accepts deliveries until then.
+func spoolCheck(sp *spool.Spool, maxEntries int, maxBytes int64) func(context.Context) (string, bool, any) {
+	return func(context.Context) (string, bool, any) {
+		st := sp.Stats()
+		age := 0.0
+		if !st.Oldest.IsZero() {
+			age = time.Since(st.Oldest).Seconds()
+		}
+		full := (maxEntries > 0 && st.Depth >= maxEntries) || (maxBytes > 0 && st.Bytes >= maxBytes)
+		return "spool", !full, map[string]any{
+			"depth":              st.Depth,
+			"bytes":              st.Bytes,
+			"oldest_age_seconds": age,
+			"full":               full,
+		}
+	}
+}

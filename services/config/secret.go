@@ -1,0 +1,62 @@
+package config
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// Redacted is how a [Secret] renders everywhere.
+const Redacted = "[redacted]"
+
+// Secret is a value that must never be printed or logged. Its String,
+// GoString, MarshalJSON, MarshalText and MarshalYAML all give [Redacted]
+// (an empty Secret renders as ""), so a secret that slips into a log line,
+// a %v or a JSON document shows nothing. Use [Secret.Reveal] where the value
+// is really needed.
+type Secret struct{ v string }
+
+// NewSecret wraps s.
+func NewSecret(s string) Secret { return Secret{v: s} }
+
+// Reveal returns the secret value.
+func (s Secret) Reveal() string { return s.v }
+
+// Bytes returns the secret value as a new byte slice.
+func (s Secret) Bytes() []byte { return []byte(s.v) }
+
+// IsZero reports whether the secret is empty.
+func (s Secret) IsZero() bool { return s.v == "" }
+
+func (s Secret) render() string {
+	if s.v == "" {
+		return ""
+	}
+	return Redacted
+}
+
+// String returns [Redacted].
+func (s Secret) String() string { return s.render() }
+
+// GoString returns [Redacted], for %#v.
+func (s Secret) GoString() string { return s.render() }
+
+// MarshalText returns [Redacted].
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.render()), nil }
+
+// MarshalJSON returns [Redacted] as a JSON string.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.render()) }
+
+// MarshalYAML returns [Redacted].
+func (s Secret) MarshalYAML() (any, error) { return s.render(), nil }
+
+// splitSecrets splits a comma- or newline-separated list, trimming spaces and
+// dropping empty items.
+func splitSecrets(s string, sep func(rune) bool) []Secret {
+	var out []Secret
+	for _, f := range strings.FieldsFunc(s, sep) {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, NewSecret(f))
+		}
+	}
+	return out
+}

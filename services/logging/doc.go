@@ -1,0 +1,3 @@
+// Package logging builds the program's zerolog logger: JSON lines by
+// default, a human console format on a terminal, UTC timestamps.
+package logging

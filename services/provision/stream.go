@@ -1,0 +1,116 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/config"
+)
+
+// streamTimeout bounds each create-or-update call when ctx has no deadline.
+const streamTimeout = 10 * time.Second
+
+// EventsStream is FORGE_EVENTS: one message per accepted delivery, with the
+// delivery id as Nats-Msg-Id deduplicated over s.DuplicateWindow.
+func EventsStream(s config.Streams) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        schemas.StreamEvents,
+		Description: "forgebus: one CloudEvent per accepted Gogs webhook delivery",
+		Subjects:    schemas.EventsSubjects,
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.Replicas,
+		MaxAge:      s.Events.MaxAge,
+		MaxBytes:    maxBytes(s.Events),
+		Duplicates:  s.DuplicateWindow,
+		Discard:     jetstream.DiscardOld,
+	}
+}
+
+// ResultsStream is FORGE_RESULTS: one message per worker outcome.
+func ResultsStream(s config.Streams) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        schemas.StreamResults,
+		Description: "forgebus: worker outcomes",
+		Subjects:    schemas.ResultsSubjects,
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.Replicas,
+		MaxAge:      s.Results.MaxAge,
+		MaxBytes:    maxBytes(s.Results),
+		Discard:     jetstream.DiscardOld,
+	}
+}
+
+// DLQStream is FORGE_DLQ: the events a worker gave up on, with the error.
+// Unlimited by default: a dead letter waits for an operator.
+func DLQStream(s config.Streams) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        schemas.StreamDLQ,
+		Description: "forgebus: dead letters",
+		Subjects:    schemas.DLQSubjects,
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.Replicas,
+		MaxAge:      s.DLQ.MaxAge,
+		MaxBytes:    maxBytes(s.DLQ),
+		Discard:     jetstream.DiscardOld,
+	}
+}
+
+// AuditStream is FORGE_AUDIT: the hash-chained audit log. It denies delete
+// and purge, and is unlimited by default.
+func AuditStream(s config.Streams) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        schemas.StreamAudit,
+		Description: "forgebus: hash-chained audit log (deny delete, deny purge)",
+		Subjects:    schemas.AuditSubjects,
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.Replicas,
+		MaxAge:      s.Audit.MaxAge,
+		MaxBytes:    maxBytes(s.Audit),
+		Discard:     jetstream.DiscardOld,
+		DenyDelete:  true,
+		DenyPurge:   true,
+	}
+}
+
+// StreamConfigs returns every stream forgebus uses, in provisioning order.
+func StreamConfigs(s config.Streams) []jetstream.StreamConfig {
+	return []jetstream.StreamConfig{EventsStream(s), ResultsStream(s), DLQStream(s), AuditStream(s)}
+}
+
+// Streams creates each stream of [StreamConfigs], or updates it to the
+// configuration when it exists. Running it again changes nothing.
+func Streams(ctx context.Context, js jetstream.JetStream, s config.Streams) error {
+	for _, sc := range StreamConfigs(s) {
+		if err := ensure(ctx, js, sc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ensure(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, streamTimeout)
+		defer cancel()
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		return fmt.Errorf("provision stream %s: %w", sc.Name, err)
+	}
+	return nil
+}
+
+func maxBytes(l config.StreamLimits) int64 {
+	if l.MaxBytes <= 0 {
+		return -1
+	}
+	return int64(l.MaxBytes)
+}

@@ -1,0 +1,351 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/forgebus/forgebus/schemas"
+)
+
+// ReplayHeader marks an event republished from the DLQ by [Replay]: its
+// value is the one worker the replay is for. Every other worker acks such a
+// message silently, with no result.
+const ReplayHeader = "Forgebus-Replay-For"
+
+// maxErrorLen bounds an error text in a result or dead letter.
+const maxErrorLen = 8 << 10
+
+// job is one delivery's state, shared by the middlewares through the
+// message context.
+type job struct {
+	d       *delivery
+	ev      *schemas.Envelope
+	subject string
+	log     zerolog.Logger
+	started time.Time
+
+	// Set by the inner layers: the outcome of a handled delivery (empty:
+	// succeeded), the policy rule that denied it, the handler's report and
+	// how many times it was called.
+	outcome schemas.Outcome
+	rule    string
+	report  Report
+	tries   int
+}
+
+// settle is the outermost middleware: it decodes the envelope, keeps the
+// message alive while the job runs, and turns what the inner layers say
+// into a published result, a dead letter, an ack or a nak with delay. It
+// never returns an error to the router: the delivery is settled here.
+func (r *Runtime) settle(h message.HandlerFunc) message.HandlerFunc {
+	return func(wm *message.Message) ([]*message.Message, error) {
+		d := deliveryFrom(wm.Context())
+		if d == nil {
+			return nil, fmt.Errorf("worker %s: message without a delivery", r.w.Name)
+		}
+		if target := d.msg.Headers().Get(ReplayHeader); target != "" && target != r.w.Name {
+			// A replay for another worker.
+			if err := d.ack(); err != nil {
+				r.log.Warn().Err(err).Uint64("event_seq", d.seq).Msg("ack replay for another worker")
+			}
+			return nil, nil
+		}
+		j := &job{d: d, subject: d.msg.Subject(), started: time.Now()}
+		m := r.metrics
+		m.inFlight.WithLabelValues(r.w.Name).Inc()
+		defer m.inFlight.WithLabelValues(r.w.Name).Dec()
+		if d.attempt > 1 {
+			m.redeliveries.WithLabelValues(r.w.Name).Inc()
+		}
+
+		ev, herr := decodeEnvelope(d.msg.Data())
+		if herr != nil {
+			ev = &schemas.Envelope{ID: wm.UUID}
+		}
+		j.ev = ev
+		j.log = r.log.With().Str("event_id", ev.ID).Uint64("event_seq", d.seq).Int("attempt", d.attempt).Logger()
+		ctx := withJob(wm.Context(), j)
+		switch {
+		case herr != nil:
+		case d.attempt > r.w.Settings.MaxDeliver:
+			herr = fmt.Errorf("%w (%d of %d): a replica stopped while handling it", ErrTooManyDeliveries, d.attempt, r.w.Settings.MaxDeliver)
+		default:
+			stop := r.heartbeat(d, j.log)
+			jctx, cancel := context.WithTimeout(ctx, r.w.Settings.JobTimeout)
+			wm.SetContext(jctx)
+			_, herr = h(wm)
+			cancel()
+			stop()
+		}
+		r.finish(j, herr)
+		return nil, nil
+	}
+}
+
+func decodeEnvelope(data []byte) (*schemas.Envelope, error) {
+	var ev schemas.Envelope
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return nil, Permanent(fmt.Errorf("%w: %w", ErrBadEnvelope, err))
+	}
+	if ev.ID == "" || ev.Type == "" {
+		return nil, Permanent(fmt.Errorf("%w: no id or type", ErrBadEnvelope))
+	}
+	return &ev, nil
+}
+
+// heartbeat sends in-progress every AckWait/3 until stop is called, so a
+// long job keeps its message while its replica lives.
+func (r *Runtime) heartbeat(d *delivery, log zerolog.Logger) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(r.w.Settings.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := d.inProgress(); err != nil {
+					log.Warn().Err(err).Msg("in-progress heartbeat")
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// correlate makes the event id the message's correlation id and puts the
+// job's logger (event_id, event_seq, attempt, worker on every line) in the
+// context, for handlers to use through zerolog.Ctx.
+func (r *Runtime) correlate(h message.HandlerFunc) message.HandlerFunc {
+	return func(wm *message.Message) ([]*message.Message, error) {
+		j := jobFrom(wm.Context())
+		middleware.SetCorrelationID(j.ev.ID, wm)
+		wm.SetContext(j.log.WithContext(wm.Context()))
+		return h(wm)
+	}
+}
+
+// policy refuses what the worker's policy does not allow: outcome denied.
+func (r *Runtime) policy(h message.HandlerFunc) message.HandlerFunc {
+	return func(wm *message.Message) ([]*message.Message, error) {
+		j := jobFrom(wm.Context())
+		if ok, rule := r.w.Policy.Check(j.ev); !ok {
+			j.outcome, j.rule = schemas.OutcomeDenied, rule
+			return nil, nil
+		}
+		return h(wm)
+	}
+}
+
+// idempotent skips an event the worker finished before (outcome
+// duplicate), and records one it finishes now, before its result is
+// published and its message acked. Succeeded and superseded are recorded:
+// both mean the event needs no more work. Denied is not, so a replay after
+// a policy change is judged again; neither is a dead letter, so a replay
+// after a fix runs.
+func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
+	return func(wm *message.Message) ([]*message.Message, error) {
+		ctx := wm.Context()
+		j := jobFrom(ctx)
+		// Two deliveries of one event in this replica run one after the
+		// other, so the second sees the first's record.
+		unlock, err := r.locks.lock(ctx, j.ev.ID)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		rec, found, err := r.idem.done(ctx, j.ev.ID)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			j.outcome = schemas.OutcomeDuplicate
+			j.log.Debug().Str("first_outcome", string(rec.Outcome)).Uint64("first_seq", rec.Seq).Msg("duplicate")
+			return nil, nil
+		}
+		out, err := h(wm)
+		if err != nil {
+			return out, err
+		}
+		if j.outcome == "" {
+			j.outcome = schemas.OutcomeSucceeded
+		}
+		rec = idemRecord{Outcome: j.outcome, Seq: j.d.seq, Attempt: j.d.attempt, At: time.Now().UTC()}
+		// The effect is done: record it even if the job's context ran out.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+		defer cancel()
+		op := func() error { return r.idem.record(rctx, j.ev.ID, rec) }
+		if err := backoff.Retry(op, backoff.WithContext(backoff.WithMaxRetries(backoff.NewConstantBackOff(200*time.Millisecond), 4), rctx)); err != nil {
+			return out, err
+		}
+		return out, nil
+	}
+}
+
+// handle is the router's handler: the worker's handler with in-process
+// retry (Settings.Retry). A permanent error stops the retry at once.
+func (r *Runtime) handle(wm *message.Message) error {
+	ctx := wm.Context()
+	j := jobFrom(ctx)
+	op := func() error {
+		j.tries++
+		rep, err := r.w.Handler.Handle(ctx, j.ev)
+		j.report = rep
+		if err != nil {
+			if IsPermanent(err) {
+				return backoff.Permanent(err)
+			}
+			if ctx.Err() != nil {
+				return backoff.Permanent(err)
+			}
+			j.log.Debug().Err(err).Int("try", j.tries).Msg("handler failed, retrying in process")
+			return err
+		}
+		return nil
+	}
+	rs := r.w.Settings.Retry
+	var err error
+	if rs.MaxElapsed <= 0 {
+		err = op()
+	} else {
+		b := backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(rs.Initial),
+			backoff.WithMaxInterval(rs.MaxInterval),
+			backoff.WithMultiplier(rs.Multiplier),
+			backoff.WithMaxElapsedTime(rs.MaxElapsed),
+		)
+		err = backoff.Retry(op, backoff.WithContext(b, ctx))
+	}
+	if err != nil {
+		var perm *backoff.PermanentError
+		if errors.As(err, &perm) {
+			err = perm.Err
+		}
+		return err
+	}
+	switch j.report.Outcome {
+	case "", schemas.OutcomeSucceeded:
+		j.outcome = schemas.OutcomeSucceeded
+	case schemas.OutcomeSuperseded:
+		j.outcome = schemas.OutcomeSuperseded
+	default:
+		j.log.Warn().Str("outcome", string(j.report.Outcome)).Msg("handler reported an outcome it may not; taken as succeeded")
+		j.outcome = schemas.OutcomeSucceeded
+	}
+	return nil
+}
+
+// finish settles the delivery from herr and the job's outcome.
+func (r *Runtime) finish(j *job, herr error) {
+	d := j.d
+	s := r.w.Settings
+	if herr != nil && r.hard.Err() != nil {
+		// Cut short by a stop: not the event's fault. No result; the next
+		// delivery counts as a new attempt.
+		j.log.Warn().Err(herr).Msg("job cancelled by stop, nak")
+		if err := d.nak(0); err != nil {
+			j.log.Warn().Err(err).Msg("nak")
+		}
+		r.observe(j, "cancelled")
+		return
+	}
+	var panicked middleware.RecoveredPanicError
+	if errors.As(herr, &panicked) {
+		herr = fmt.Errorf("%w: %v\n%s", ErrPanic, panicked.V, panicked.Stacktrace)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+
+	switch {
+	case herr == nil:
+		outcome := j.outcome
+		if outcome == "" {
+			outcome = schemas.OutcomeSucceeded
+		}
+		if err := r.publishResult(ctx, j, outcome, nil); err != nil {
+			r.nakAfterPublishError(j, err)
+			return
+		}
+		r.ack(j)
+		r.observe(j, string(outcome))
+		j.log.Debug().Str("outcome", string(outcome)).Str("rule", j.rule).Msg("job done")
+	case IsPermanent(herr) || d.attempt >= s.MaxDeliver || errors.Is(herr, ErrTooManyDeliveries):
+		if err := r.publishDeadLetter(ctx, j, herr); err != nil {
+			r.nakAfterPublishError(j, err)
+			return
+		}
+		if err := r.publishResult(ctx, j, schemas.OutcomeDeadLettered, herr); err != nil {
+			r.nakAfterPublishError(j, err)
+			return
+		}
+		r.ack(j)
+		r.observe(j, string(schemas.OutcomeDeadLettered))
+		j.log.Warn().Err(herr).Bool("permanent", IsPermanent(herr)).Msg("job dead-lettered")
+	default:
+		delay := s.nakDelay(d.attempt)
+		if err := r.publishResult(ctx, j, schemas.OutcomeFailed, herr); err != nil {
+			j.log.Warn().Err(err).Msg("publish failed result")
+		}
+		if err := d.nak(delay); err != nil {
+			j.log.Warn().Err(err).Msg("nak")
+		}
+		r.observe(j, string(schemas.OutcomeFailed))
+		j.log.Info().Err(herr).Dur("redeliver_in", delay).Msg("job failed, will be redelivered")
+	}
+}
+
+func (r *Runtime) ack(j *job) {
+	if err := j.d.ack(); err != nil {
+		j.log.Warn().Err(err).Msg("ack")
+	}
+}
+
+// nakAfterPublishError naks a delivery whose outcome could not be
+// published: it comes back, and is then a duplicate if its effect was done.
+func (r *Runtime) nakAfterPublishError(j *job, err error) {
+	j.log.Error().Err(err).Msg("publish outcome, nak")
+	if nerr := j.d.nak(r.w.Settings.nakDelay(j.d.attempt)); nerr != nil {
+		j.log.Warn().Err(nerr).Msg("nak")
+	}
+	r.observe(j, "publish_error")
+}
+
+func (r *Runtime) observe(j *job, outcome string) {
+	took := time.Since(j.started)
+	r.metrics.jobs.WithLabelValues(r.w.Name, outcome).Inc()
+	r.metrics.duration.WithLabelValues(r.w.Name).Observe(took.Seconds())
+	if r.settled != nil {
+		r.settled(took)
+	}
+}
+
+// address is the owner and repository of j's event, for the result and
+// dead-letter subjects: from the event subject, else from the envelope.
+func (j *job) address() (owner, repo string) {
+	if a, err := schemas.ParseEventSubject(j.subject); err == nil {
+		return a.Owner, a.Repo
+	}
+	owner, repo, _ = strings.Cut(j.ev.Repo, "/")
+	return owner, repo
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	if len(s) > maxErrorLen {
+		s = s[:maxErrorLen] + "…(cut)"
+	}
+	return s
+}

@@ -1,0 +1,98 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/forgebus/forgebus/schemas"
+)
+
+// msgID is the Nats-Msg-Id of an outcome: the same delivery's outcome,
+// published again after a crash between publish and ack, is stored once.
+// The stream sequence tells a replay (a new message) from a redelivery.
+func (r *Runtime) msgID(j *job, kind string) string {
+	return r.w.Name + ":" + j.ev.ID + ":" + strconv.FormatUint(j.d.seq, 10) + ":" + strconv.Itoa(j.d.attempt) + ":" + kind
+}
+
+// publishResult publishes j's outcome on FORGE_RESULTS and waits for the
+// ack.
+func (r *Runtime) publishResult(ctx context.Context, j *job, outcome schemas.Outcome, herr error) error {
+	now := time.Now().UTC()
+	res := schemas.Result{
+		Worker:     r.w.Name,
+		EventID:    j.ev.ID,
+		EventType:  j.ev.Type,
+		Repo:       j.ev.Repo,
+		Subject:    j.ev.Subject,
+		Outcome:    outcome,
+		Attempt:    j.d.attempt,
+		DurationMS: float64(now.Sub(j.started).Microseconds()) / 1000,
+		Error:      errorText(herr),
+		Rule:       j.rule,
+		Detail:     j.report.Detail,
+		Started:    j.started.UTC(),
+		Finished:   now,
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	owner, repo := j.address()
+	return r.publish(ctx, schemas.ResultSubject(r.w.Name, owner, repo), data, r.msgID(j, string(outcome)), schemas.StreamResults)
+}
+
+// publishDeadLetter publishes j's event with herr on FORGE_DLQ and waits
+// for the ack.
+func (r *Runtime) publishDeadLetter(ctx context.Context, j *job, herr error) error {
+	dl := schemas.DeadLetter{
+		Worker:       r.w.Name,
+		EventID:      j.ev.ID,
+		EventType:    j.ev.Type,
+		Repo:         j.ev.Repo,
+		EventSubject: j.subject,
+		Error:        errorText(herr),
+		Permanent:    IsPermanent(herr),
+		Attempts:     j.d.attempt,
+		FirstTried:   j.started.UTC(),
+		DeadAt:       time.Now().UTC(),
+		Event:        rawEvent(j.d.msg.Data()),
+	}
+	if meta, err := j.d.msg.Metadata(); err == nil && !meta.Timestamp.IsZero() {
+		// The event's first delivery was after it was stored.
+		dl.FirstTried = meta.Timestamp.UTC()
+	}
+	data, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("encode dead letter: %w", err)
+	}
+	owner, repo := j.address()
+	// No attempt in the id: one dead letter per message.
+	id := r.w.Name + ":" + j.ev.ID + ":" + strconv.FormatUint(j.d.seq, 10) + ":dlq"
+	return r.publish(ctx, schemas.DLQSubject(r.w.Name, owner, repo), data, id, schemas.StreamDLQ)
+}
+
+// rawEvent is the event for DeadLetter.Event: the bytes themselves when
+// they are JSON, else a JSON string holding them, so a dead letter can
+// always be encoded (and [Replay] sends back the original bytes).
+func rawEvent(data []byte) json.RawMessage {
+	if json.Valid(data) {
+		return json.RawMessage(data)
+	}
+	s, _ := json.Marshal(string(data))
+	return s
+}
+
+func (r *Runtime) publish(ctx context.Context, subject string, data []byte, id, stream string) error {
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	if _, err := r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream)); err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}

@@ -1,0 +1,379 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/natstest"
+)
+
+var errFlaky = errors.New("flaky")
+
+func TestRetryEndsInSuccess(t *testing.T) {
+	tests := []struct {
+		name        string
+		inProcess   bool
+		wantAttempt int
+		wantFailed  int
+	}{
+		// Every failure is a JetStream redelivery: the attempt counts them.
+		{name: "redelivery", inProcess: false, wantAttempt: 3, wantFailed: 2},
+		// The in-process retry absorbs both failures in delivery 1.
+		{name: "in process", inProcess: true, wantAttempt: 1, wantFailed: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, js := broker(t)
+			calls := newCounter()
+			s := fastSettings()
+			if tc.inProcess {
+				s.Retry = RetrySettings{Initial: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond, Multiplier: 2, MaxElapsed: 5 * time.Second}
+			}
+			start(t, js, Worker{Name: "flaky", Subjects: []string{"forge.>"}, Settings: s,
+				Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
+					if calls.inc(ev.ID) <= 2 {
+						return Report{}, errFlaky
+					}
+					return Report{Detail: schemas.Detail{"seq": "x"}}, nil
+				})})
+			publish(t, js, envelope("ev-1"), "")
+			natstest.Eventually(t, 10*time.Second, "a succeeded result", func() bool {
+				return len(resultsOf(results(t, js), "ev-1", schemas.OutcomeSucceeded)) > 0
+			})
+			rs := results(t, js)
+			ok := resultsOf(rs, "ev-1", schemas.OutcomeSucceeded)
+			if len(ok) != 1 || ok[0].Attempt != tc.wantAttempt || ok[0].Detail["seq"] != "x" {
+				t.Fatalf("succeeded results = %+v, want one with attempt %d", ok, tc.wantAttempt)
+			}
+			failed := resultsOf(rs, "ev-1", schemas.OutcomeFailed)
+			if len(failed) != tc.wantFailed {
+				t.Fatalf("failed results = %d, want %d", len(failed), tc.wantFailed)
+			}
+			for i, f := range failed {
+				if f.Attempt != i+1 || !strings.Contains(f.Error, "flaky") {
+					t.Errorf("failed result %d = attempt %d error %q", i, f.Attempt, f.Error)
+				}
+			}
+			if got := calls.get("ev-1"); got != 3 {
+				t.Errorf("handler calls = %d, want 3", got)
+			}
+			if n := streamCount(t, js, schemas.StreamDLQ); n != 0 {
+				t.Errorf("dlq has %d messages", n)
+			}
+		})
+	}
+}
+
+func TestDeadLetters(t *testing.T) {
+	tests := []struct {
+		name          string
+		err           error
+		wantAttempts  int
+		wantPermanent bool
+		wantFailed    int
+	}{
+		{name: "permanent at once", err: Permanent(errors.New("bad input")), wantAttempts: 1, wantPermanent: true},
+		{name: "always failing", err: errors.New("down"), wantAttempts: 3, wantFailed: 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, js := broker(t)
+			calls := newCounter()
+			s := fastSettings()
+			s.MaxDeliver = 3
+			start(t, js, Worker{Name: "dead", Subjects: []string{"forge.>"}, Settings: s,
+				Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
+					calls.inc(ev.ID)
+					return Report{}, tc.err
+				})})
+			data, _ := publish(t, js, envelope("ev-d"), "")
+			natstest.Eventually(t, 10*time.Second, "a dead letter", func() bool {
+				return streamCount(t, js, schemas.StreamDLQ) == 1 &&
+					len(resultsOf(results(t, js), "ev-d", schemas.OutcomeDeadLettered)) == 1
+			})
+			dl := deadLetters(t, js)[0]
+			if dl.Worker != "dead" || dl.EventID != "ev-d" || dl.Attempts != tc.wantAttempts ||
+				dl.Permanent != tc.wantPermanent || dl.EventSubject != testSubject || !bytes.Equal(dl.Event, data) ||
+				!strings.Contains(dl.Error, tc.err.Error()) || dl.DeadAt.Before(dl.FirstTried) {
+				t.Errorf("dead letter = %+v", dl)
+			}
+			rs := results(t, js)
+			if d := resultsOf(rs, "ev-d", schemas.OutcomeDeadLettered); d[0].Attempt != tc.wantAttempts {
+				t.Errorf("dead_lettered attempt = %d, want %d", d[0].Attempt, tc.wantAttempts)
+			}
+			if f := resultsOf(rs, "ev-d", schemas.OutcomeFailed); len(f) != tc.wantFailed {
+				t.Errorf("failed results = %d, want %d", len(f), tc.wantFailed)
+			}
+			if got := calls.get("ev-d"); got != tc.wantAttempts {
+				t.Errorf("handler calls = %d, want %d", got, tc.wantAttempts)
+			}
+			// The original is acked: nothing is left to deliver.
+			time.Sleep(0)
+			natstest.Eventually(t, 5*time.Second, "consumer drained", func() bool {
+				c, err := js.Consumer(context.Background(), schemas.StreamEvents, "dead")
+				if err != nil {
+					return false
+				}
+				info, err := c.Info(context.Background())
+				return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+			})
+		})
+	}
+}
+
+func TestPanicIsAFailureWithStack(t *testing.T) {
+	_, _, js := broker(t)
+	s := fastSettings()
+	s.MaxDeliver = 1
+	start(t, js, Worker{Name: "panicky", Subjects: []string{"forge.>"}, Settings: s,
+		Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
+			var m map[string]int
+			m["boom"]++ // nil map: panics
+			return Report{}, nil
+		})})
+	publish(t, js, envelope("ev-p"), "")
+	natstest.Eventually(t, 10*time.Second, "dead letter of the panic", func() bool {
+		return len(resultsOf(results(t, js), "ev-p", schemas.OutcomeDeadLettered)) == 1
+	})
+	r := resultsOf(results(t, js), "ev-p", schemas.OutcomeDeadLettered)[0]
+	if !strings.Contains(r.Error, "panicked") || !strings.Contains(r.Error, "runtime_test.go") {
+		t.Errorf("result error has no panic stack: %q", r.Error)
+	}
+}
+
+func TestPolicyAndDuplicates(t *testing.T) {
+	_, _, js := broker(t)
+	calls := newCounter()
+	s := fastSettings()
+	start(t, js, Worker{Name: "pol", Subjects: []string{"forge.>"}, Settings: s,
+		Policy: Policy{DenySenders: []string{"bot*"}, Refs: []string{"main"}},
+		Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
+			calls.inc(ev.ID)
+			if ev.ID == "old" {
+				return Report{Outcome: schemas.OutcomeSuperseded}, nil
+			}
+			return Report{}, nil
+		})})
+	publish(t, js, envelope("bot", withSender("Bot-7")), "")
+	publish(t, js, envelope("branch", withRef("refs/heads/dev")), "")
+	publish(t, js, envelope("ok"), "")
+	publish(t, js, envelope("old"), "")
+	// The same events again under new delivery ids: redelivered or replayed.
+	publish(t, js, envelope("ok"), "ok-again")
+	publish(t, js, envelope("old"), "old-again")
+	natstest.Eventually(t, 10*time.Second, "six results", func() bool { return len(results(t, js)) == 6 })
+	rs := results(t, js)
+	want := []struct {
+		id      string
+		outcome schemas.Outcome
+		rule    string
+		n       int
+	}{
+		{"bot", schemas.OutcomeDenied, "deny_senders: bot*", 1},
+		{"branch", schemas.OutcomeDenied, "refs", 1},
+		{"ok", schemas.OutcomeSucceeded, "", 1},
+		{"ok", schemas.OutcomeDuplicate, "", 1},
+		{"old", schemas.OutcomeSuperseded, "", 1},
+		{"old", schemas.OutcomeDuplicate, "", 1},
+	}
+	for _, w := range want {
+		got := resultsOf(rs, w.id, w.outcome)
+		if len(got) != w.n || got[0].Rule != w.rule {
+			t.Errorf("%s %s: %+v, want %d with rule %q", w.id, w.outcome, got, w.n, w.rule)
+		}
+	}
+	for id, n := range map[string]int{"bot": 0, "branch": 0, "ok": 1, "old": 1} {
+		if got := calls.get(id); got != n {
+			t.Errorf("handler calls for %s = %d, want %d", id, got, n)
+		}
+	}
+}
+
+func TestReplay(t *testing.T) {
+	_, _, js := broker(t)
+	var fixed atomic.Bool
+	calls := newCounter()
+	others := newCounter()
+	s := fastSettings()
+	start(t, js, Worker{Name: "docs", Subjects: []string{"forge.>"}, Settings: s,
+		Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
+			calls.inc(ev.ID)
+			if !fixed.Load() {
+				return Report{}, Permanent(errors.New("bad template"))
+			}
+			return Report{}, nil
+		})})
+	// Another worker on the same events: a replay for docs is not its.
+	start(t, js, Worker{Name: "models", Subjects: []string{"forge.>"}, Settings: s,
+		Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
+			others.inc(ev.ID)
+			return Report{}, nil
+		})})
+	ctx := context.Background()
+	publish(t, js, envelope("a"), "")
+	publish(t, js, envelope("b"), "")
+	natstest.Eventually(t, 10*time.Second, "two dead letters", func() bool {
+		l, err := ListDeadLetters(ctx, js, "docs")
+		return err == nil && len(l) == 2
+	})
+	if l, err := ListDeadLetters(ctx, js, "models"); err != nil || len(l) != 0 {
+		t.Fatalf("models dead letters = %v, %v", l, err)
+	}
+	list, err := ListDeadLetters(ctx, js, "")
+	if err != nil || len(list) != 2 || list[0].Letter.EventID != "a" || list[0].Letter.Attempts != 1 || list[0].Err != "" {
+		t.Fatalf("ListDeadLetters = %+v, %v", list, err)
+	}
+
+	// The fault is fixed; "b" comes again from Gogs and succeeds.
+	fixed.Store(true)
+	publish(t, js, envelope("b"), "b-redelivered")
+	natstest.Eventually(t, 10*time.Second, "b succeeded", func() bool {
+		return len(resultsOf(byWorker(results(t, js), "docs"), "b", schemas.OutcomeSucceeded)) == 1
+	})
+	for _, e := range list {
+		res, err := Replay(ctx, js, e.Seq)
+		if err != nil || res.Worker != "docs" || res.EventID != e.Letter.EventID || res.EventSeq == 0 {
+			t.Fatalf("Replay(%d) = %+v, %v", e.Seq, res, err)
+		}
+	}
+	natstest.Eventually(t, 10*time.Second, "replays handled", func() bool {
+		rs := results(t, js)
+		return len(resultsOf(byWorker(rs, "docs"), "a", schemas.OutcomeSucceeded)) == 1 &&
+			len(resultsOf(byWorker(rs, "docs"), "b", schemas.OutcomeDuplicate)) == 1
+	})
+	rs := results(t, js)
+	if r := resultsOf(byWorker(rs, "docs"), "a", schemas.OutcomeSucceeded)[0]; r.Attempt != 1 {
+		t.Errorf("replayed a = %+v, want attempt 1 by docs", r)
+	}
+	if n := streamCount(t, js, schemas.StreamDLQ); n != 0 {
+		t.Errorf("dlq has %d messages after replay", n)
+	}
+	if _, err := Replay(ctx, js, list[0].Seq); !errors.Is(err, ErrNotDeadLetter) {
+		t.Errorf("second Replay = %v, want ErrNotDeadLetter", err)
+	}
+	// models saw a, b and b's redelivery (a duplicate), never the replays.
+	for _, r := range rs {
+		if r.Worker == "models" && r.Outcome != schemas.OutcomeSucceeded && r.Outcome != schemas.OutcomeDuplicate {
+			t.Errorf("models result %+v", r)
+		}
+	}
+	if got := len(resultsOf(rs, "", "")); got != 0 {
+		t.Errorf("results with no outcome: %d", got)
+	}
+	modelsResults := 0
+	for _, r := range rs {
+		if r.Worker == "models" {
+			modelsResults++
+		}
+	}
+	if modelsResults != 3 || others.get("a") != 1 || others.get("b") != 1 {
+		t.Errorf("models: %d results, calls a=%d b=%d; want 3 results, one call each", modelsResults, others.get("a"), others.get("b"))
+	}
+}
+
+func TestLongJobKeepsItsMessage(t *testing.T) {
+	_, _, js := broker(t)
+	calls := newCounter()
+	s := fastSettings() // AckWait 1s
+	h := HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
+		calls.inc(ev.ID)
+		select {
+		case <-time.After(3 * time.Second):
+			return Report{}, nil
+		case <-ctx.Done():
+			return Report{}, ctx.Err()
+		}
+	})
+	// Two replicas: a message whose ack timer ran out would go to the other.
+	start(t, js, Worker{Name: "long", Subjects: []string{"forge.>"}, Settings: s, Handler: h})
+	start(t, js, Worker{Name: "long", Subjects: []string{"forge.>"}, Settings: s, Handler: h})
+	publish(t, js, envelope("slow"), "")
+	natstest.Eventually(t, 10*time.Second, "slow job done", func() bool {
+		return len(resultsOf(results(t, js), "slow", schemas.OutcomeSucceeded)) == 1
+	})
+	if r := resultsOf(results(t, js), "slow", schemas.OutcomeSucceeded)[0]; r.Attempt != 1 || r.DurationMS < 3000 {
+		t.Errorf("result = %+v, want attempt 1 after 3 s", r)
+	}
+	if n := calls.get("slow"); n != 1 {
+		t.Errorf("handler calls = %d, want 1", n)
+	}
+}
+
+func TestStopDrainsInFlight(t *testing.T) {
+	tests := []struct {
+		name  string
+		grace time.Duration
+		// block: the handler waits for its context, longer than any grace.
+		block bool
+	}{
+		{name: "jobs finish within grace", grace: 5 * time.Second},
+		{name: "grace over: cancelled and nak'ed", grace: 200 * time.Millisecond, block: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, js := broker(t)
+			effects := newCounter()
+			var started atomic.Int32
+			var blocking atomic.Bool
+			blocking.Store(tc.block)
+			s := fastSettings()
+			s.MaxInFlight = 4
+			s.GracePeriod = tc.grace
+			w := Worker{Name: "drain", Subjects: []string{"forge.>"}, Settings: s,
+				Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
+					started.Add(1)
+					wait := 300 * time.Millisecond
+					if blocking.Load() {
+						wait = time.Hour
+					}
+					select {
+					case <-time.After(wait):
+					case <-ctx.Done():
+						return Report{}, ctx.Err()
+					}
+					effects.inc(ev.ID)
+					return Report{}, nil
+				})}
+			stop := start(t, js, w)
+			ids := []string{"e0", "e1", "e2", "e3", "e4", "e5", "e6", "e7"}
+			for _, id := range ids {
+				publish(t, js, envelope(id), "")
+			}
+			natstest.Eventually(t, 5*time.Second, "4 jobs started", func() bool { return started.Load() >= 4 })
+			t0 := time.Now()
+			if err := stop(); err != nil {
+				t.Fatalf("Run after stop = %v", err)
+			}
+			if el := time.Since(t0); el > tc.grace+4*time.Second {
+				t.Errorf("stop took %s", el)
+			}
+			done := len(resultsOf(results(t, js), "", schemas.OutcomeSucceeded))
+			if tc.block && done != 0 {
+				t.Errorf("%d jobs finished, want 0", done)
+			}
+			if !tc.block && done < 4 {
+				t.Errorf("%d jobs finished within the grace period, want at least 4", done)
+			}
+			if n := len(resultsOf(results(t, js), "", schemas.OutcomeFailed)); n != 0 {
+				t.Errorf("%d failed results from a stop", n)
+			}
+			// A new replica does the rest, each exactly once.
+			blocking.Store(false)
+			start(t, js, w)
+			natstest.Eventually(t, 15*time.Second, "all jobs done", func() bool {
+				return len(resultsOf(results(t, js), "", schemas.OutcomeSucceeded)) == len(ids)
+			})
+			for _, id := range ids {
+				if n := effects.get(id); n != 1 {
+					t.Errorf("effect of %s happened %d times", id, n)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,239 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// pullWait is how long one pull request waits for messages on an idle
+// stream. A stop waits for the open pull, so it also bounds how long a stop
+// takes to stop fetching.
+const pullWait = time.Second
+
+// delivery is one JetStream delivery of an event and its settlement: the
+// first of ack, nak and term wins, later ones do nothing.
+type delivery struct {
+	msg     jetstream.Msg
+	seq     uint64
+	attempt int
+
+	mu      sync.Mutex
+	settled bool
+}
+
+func (d *delivery) settle(f func() error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return nil
+	}
+	d.settled = true
+	return f()
+}
+
+func (d *delivery) ack() error { return d.settle(d.msg.Ack) }
+
+func (d *delivery) nak(delay time.Duration) error {
+	return d.settle(func() error {
+		if delay <= 0 {
+			return d.msg.Nak()
+		}
+		return d.msg.NakWithDelay(delay)
+	})
+}
+
+// inProgress resets the server's ack timer while the job runs.
+func (d *delivery) inProgress() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return nil
+	}
+	return d.msg.InProgress()
+}
+
+// subscriber is a watermill [message.Subscriber] over a durable JetStream
+// pull consumer. It pulls only as many messages as it has free slots
+// (MaxInFlight), so a replica never holds messages it is not working on:
+// the others get them. Each message goes to the router with its
+// [delivery] in its context; when the router acks or nacks the watermill
+// message the slot is freed, and the JetStream message is acked or nak'ed
+// unless the runtime settled it already (with a delay, a term, ...).
+type subscriber struct {
+	cons  jetstream.Consumer
+	slots chan struct{}
+	base  context.Context // parent of every job's context
+	force <-chan struct{} // closed when the grace period is over
+	log   zerolog.Logger
+
+	inflight sync.WaitGroup
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+var _ message.Subscriber = (*subscriber)(nil)
+
+func newSubscriber(cons jetstream.Consumer, maxInFlight int, base context.Context, force <-chan struct{}, log zerolog.Logger) *subscriber {
+	return &subscriber{
+		cons:  cons,
+		slots: make(chan struct{}, maxInFlight),
+		base:  base,
+		force: force,
+		log:   log,
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+}
+
+// Subscribe starts pulling. The topic is only a name for the router: the
+// consumer's filter decides what arrives. It must be called once.
+func (s *subscriber) Subscribe(ctx context.Context, _ string) (<-chan *message.Message, error) {
+	out := make(chan *message.Message)
+	// Several pull loops share the slots, so one's round trip overlaps
+	// another's: a single loop would pull one or two messages per round
+	// trip under load, as slots free one by one.
+	n := min(maxFetchers, cap(s.slots))
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.loop(ctx, out) }()
+	}
+	go func() {
+		wg.Wait()
+		close(out)
+		close(s.done)
+	}()
+	return out, nil
+}
+
+// maxFetchers bounds the pull loops of one replica.
+const maxFetchers = 4
+
+// Close stops pulling and waits until the pull loop has ended; messages
+// already handed out keep running. It is safe to call more than once.
+func (s *subscriber) Close() error {
+	s.stopFetching()
+	<-s.done
+	return nil
+}
+
+func (s *subscriber) stopFetching() { s.stopOnce.Do(func() { close(s.stop) }) }
+
+func (s *subscriber) stopped(ctx context.Context) bool {
+	select {
+	case <-s.stop:
+		return true
+	case <-ctx.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *subscriber) loop(ctx context.Context, out chan<- *message.Message) {
+	for {
+		// One free slot at least, then every other free one.
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.stop:
+			return
+		case <-ctx.Done():
+			return
+		}
+		n := 1
+	more:
+		for n < cap(s.slots) {
+			select {
+			case s.slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		if s.stopped(ctx) {
+			s.release(n)
+			return
+		}
+		batch, err := s.cons.Fetch(n, jetstream.FetchMaxWait(pullWait))
+		if err != nil {
+			s.release(n)
+			s.log.Warn().Err(err).Msg("pull from consumer")
+			s.pause(ctx)
+			continue
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			s.dispatch(m, out)
+		}
+		s.release(n - got)
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			s.log.Warn().Err(err).Msg("pull from consumer")
+			s.pause(ctx)
+		}
+	}
+}
+
+// pause waits a little after a failed pull, so a broker outage does not
+// spin.
+func (s *subscriber) pause(ctx context.Context) {
+	t := time.NewTimer(pullWait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.stop:
+	case <-ctx.Done():
+	}
+}
+
+func (s *subscriber) release(n int) {
+	for range n {
+		<-s.slots
+	}
+}
+
+// dispatch hands m to the router; the slot it holds is freed once the
+// router is done with it (or the grace period is over).
+func (s *subscriber) dispatch(m jetstream.Msg, out chan<- *message.Message) {
+	meta, err := m.Metadata()
+	if err != nil {
+		// Not a JetStream delivery: nothing to ack.
+		s.log.Error().Err(err).Msg("message without jetstream metadata")
+		s.release(1)
+		return
+	}
+	d := &delivery{msg: m, seq: meta.Sequence.Stream, attempt: int(meta.NumDelivered)}
+	id := m.Headers().Get(jetstream.MsgIDHeader)
+	if id == "" {
+		id = strconv.FormatUint(d.seq, 10)
+	}
+	wm := message.NewMessageWithContext(withDelivery(s.base, d), id, m.Data())
+	s.inflight.Add(1)
+	go s.watch(wm, d)
+	out <- wm
+}
+
+func (s *subscriber) watch(wm *message.Message, d *delivery) {
+	defer s.inflight.Done()
+	defer s.release(1)
+	var err error
+	select {
+	case <-wm.Acked():
+		err = d.ack()
+	case <-wm.Nacked():
+		err = d.nak(0)
+	case <-s.force:
+		err = d.nak(0)
+	}
+	if err != nil {
+		s.log.Warn().Err(err).Uint64("event_seq", d.seq).Msg("settle message")
+	}
+}
