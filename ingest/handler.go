@@ -114,6 +114,10 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 const maxPooledBuf = 1 << 20
 
+// maxHeaderBytes is room kept for the message's headers and subject when an
+// event's size is checked against the broker's max payload.
+const maxHeaderBytes = 1024
+
 // request is what one request's log line and metrics say.
 type request struct {
 	start      time.Time
@@ -256,6 +260,16 @@ func (h *Handler) verify(w http.ResponseWriter, req *request, payload []byte, si
 // event when the publish fails (or the spool is draining) and a spool is
 // configured, and answers 503 otherwise.
 func (h *Handler) store(rctx context.Context, w http.ResponseWriter, req *request, n *gogs.Normalized) {
+	// An event the broker would refuse for its size must not reach the
+	// spool either: it could never be forwarded, and would block the queue.
+	if h.conn != nil {
+		if limit := h.conn.MaxPayload(); limit > 0 && int64(len(n.JSON))+maxHeaderBytes > limit {
+			h.fail(w, req, http.StatusRequestEntityTooLarge,
+				fmt.Sprintf("event is %d bytes once normalized; the broker takes at most %d", len(n.JSON), limit-maxHeaderBytes),
+				errTooLargeForBroker)
+			return
+		}
+	}
 	if h.spool != nil && h.spool.Depth() > 0 {
 		h.spoolOr503(w, req, n, errSpoolDraining)
 		return
@@ -324,7 +338,10 @@ func (h *Handler) failTooLarge(w http.ResponseWriter, req *request) {
 var (
 	errBodyTooLarge  = errors.New("body too large")
 	errSpoolDraining = errors.New("spool not yet drained: kept in order behind it")
-	errNotConnected  = errors.New("not connected to NATS")
+	// errTooLargeForBroker: the normalized event exceeds the broker's max
+	// payload.
+	errTooLargeForBroker = errors.New("event exceeds the broker's max payload")
+	errNotConnected      = errors.New("not connected to NATS")
 )
 
 // logRequest writes the request's one log line: info for 2xx, warn for 4xx

@@ -446,3 +446,35 @@ func TestPublishTimeout(t *testing.T) {
 		t.Errorf("published message: %v, want one that expects stream %s", err, schemas.StreamEvents)
 	}
 }
+
+// TestTooLargeForBroker: a signed event larger than the broker's max payload
+// (1 MiB on a default server) but under the body cap is refused with 413 and
+// never reaches the stream or the spool, where it could never be forwarded.
+func TestTooLargeForBroker(t *testing.T) {
+	b := newBroker(t)
+	sp := &memSpool{max: 10}
+	h := newHandler(t, signedConfig(fixtureSecret), b.js, WithSpool(sp))
+	f := loadFixture(t, "push-multi-commit")
+	var payload map[string]any
+	if err := json.Unmarshal(f.Body, &payload); err != nil {
+		t.Fatal(err)
+	}
+	payload["compare_url"] = "https://git.example.com/" + strings.Repeat("x", 2<<20)
+	body, err := json.Marshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := serve(t, h, signedRequest("push", "too-large-1", fixtureSecret, body))
+	if resp.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d %s, want 413", resp.Code, resp.Raw)
+	}
+	if !strings.Contains(resp.Error, "broker takes at most") {
+		t.Errorf("error %q does not say the broker's limit", resp.Error)
+	}
+	if n := b.count(t); n != 0 {
+		t.Errorf("stream holds %d messages, want 0", n)
+	}
+	if d := sp.Depth(); d != 0 {
+		t.Errorf("spool holds %d entries, want 0", d)
+	}
+}

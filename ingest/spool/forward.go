@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,52 +21,11 @@ type Publisher interface {
 	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
 }
 
-// ForwardOption changes how [Spool.Forward] publishes.
-type ForwardOption func(*forwardOptions)
-
-type forwardOptions struct {
-	timeout    time.Duration
-	minBackoff time.Duration
-	maxBackoff time.Duration
-	stream     string
-}
-
-// WithPublishTimeout bounds each publish attempt (default 2s).
-func WithPublishTimeout(d time.Duration) ForwardOption {
-	return func(o *forwardOptions) {
-		if d > 0 {
-			o.timeout = d
-		}
-	}
-}
-
-// WithBackoff sets the first and the longest pause between failed publish
-// attempts (default 50ms and 2s); the pause doubles, with jitter.
-func WithBackoff(initial, maxDelay time.Duration) ForwardOption {
-	return func(o *forwardOptions) {
-		if initial > 0 {
-			o.minBackoff = initial
-		}
-		if maxDelay >= o.minBackoff {
-			o.maxBackoff = maxDelay
-		}
-	}
-}
-
-// WithExpectStream sets the stream every publish must land in (default
-// [schemas.StreamEvents]).
-func WithExpectStream(stream string) ForwardOption {
-	return func(o *forwardOptions) {
-		if stream != "" {
-			o.stream = stream
-		}
-	}
-}
-
 // Forward publishes the spooled entries in arrival order until ctx is done:
 // it publishes the oldest entry with its Nats-Msg-Id, waits for JetStream's
-// ack, records it as forwarded (fsync'd), then moves on to the next, and
-// waits for new entries when the spool is empty. While the broker cannot
+// ack, records it as forwarded (an ack marker, fsync'd in small batches and
+// whenever Forward catches up), then moves on to the next, and waits for
+// new entries when the spool is empty. While the broker cannot
 // take a write it retries the same entry with backoff, so order holds. A
 // segment file is deleted once all of its entries are forwarded.
 //
@@ -118,51 +78,109 @@ func (s *Spool) Forward(ctx context.Context, pub Publisher, opts ...ForwardOptio
 	return err
 }
 
+// Ack markers are written after every forwarded entry and fsync'd in
+// batches: after ackBatch markers, after ackDelay, and whenever the
+// forwarder catches up. A crash loses at most the unsynced markers, and the
+// entries they cover are re-published and deduplicated.
+const (
+	ackBatch = 64
+	ackDelay = 100 * time.Millisecond
+)
+
 type forwarder struct {
-	s      *Spool
-	pub    Publisher
-	o      forwardOptions
-	buf    []byte
-	paused bool // publishing has been failing
-	failed int  // failed attempts since the last success
+	s        *Spool
+	pub      Publisher
+	o        forwardOptions
+	buf      []byte
+	paused   bool // publishing has been failing
+	failed   int  // failed attempts since the last success
+	dirty    []*segment
+	unsynced int
+	lastSync time.Time
 }
 
 func (f *forwarder) run(ctx context.Context) error {
 	s := f.s
+	defer f.flush()
 	for {
 		if _, err := s.reap(); err != nil {
 			s.log.Error().Err(err).Str("dir", s.dir).Msg("spool cannot remove a forwarded segment")
 		}
-		r, err := s.next(ctx)
-		if err != nil {
-			return err
+		r := s.peek()
+		if r == nil {
+			f.flush()
+			var err error
+			if r, err = s.next(ctx); err != nil {
+				return err
+			}
 		}
 		e, err := f.read(ctx, r)
 		if err != nil {
 			return err
 		}
-		if e == nil { // corrupt on disk since Open: nothing to publish
-			s.complete(r)
+		if e != nil { // nil: corrupt on disk since Open, nothing to publish
+			if err := f.publish(ctx, e); err != nil {
+				return err
+			}
+			s.forwarded.Add(1)
+		}
+		f.complete(r)
+	}
+}
+
+// complete removes r from the queue and writes its ack marker.
+func (f *forwarder) complete(r *record) {
+	seg, mark := f.s.dequeue(r)
+	if !mark {
+		return
+	}
+	if err := f.s.markForwarded(seg, r.off+r.size); err != nil {
+		// Not fatal: after a crash the entry is published again and the
+		// stream's duplicate window drops it.
+		f.s.log.Error().Err(err).Str("segment", filepath.Base(seg.path)).Msg("spool cannot record a forwarded entry")
+		return
+	}
+	if !slices.Contains(f.dirty, seg) {
+		f.dirty = append(f.dirty, seg)
+	}
+	f.unsynced++
+	if f.unsynced >= ackBatch || time.Since(f.lastSync) >= ackDelay {
+		f.flush()
+	}
+}
+
+// flush fsyncs the ack files written since the last flush.
+func (f *forwarder) flush() {
+	for _, seg := range f.dirty {
+		if seg.ack == nil { // reaped meanwhile
 			continue
 		}
-		if err := f.publish(ctx, r, e); err != nil {
-			return err
+		if err := seg.ack.Sync(); err != nil {
+			f.s.log.Error().Err(err).Str("segment", filepath.Base(seg.path)).Msg("spool cannot sync an ack file")
 		}
-		s.forwarded.Add(1)
-		s.complete(r)
 	}
+	clear(f.dirty)
+	f.dirty = f.dirty[:0]
+	f.unsynced = 0
+	f.lastSync = time.Now()
+}
+
+// peek returns the oldest durable entry, or nil.
+func (s *Spool) peek() *record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.head < len(s.queue) && s.queue[s.head].seq <= s.syncedSeq {
+		return s.queue[s.head]
+	}
+	return nil
 }
 
 // next waits for the oldest durable entry.
 func (s *Spool) next(ctx context.Context) (*record, error) {
 	for {
-		s.mu.Lock()
-		if s.head < len(s.queue) && s.queue[s.head].seq <= s.syncedSeq {
-			r := s.queue[s.head]
-			s.mu.Unlock()
+		if r := s.peek(); r != nil {
 			return r, nil
 		}
-		s.mu.Unlock()
 		select {
 		case <-s.notify:
 		case <-ctx.Done():
@@ -202,7 +220,7 @@ func (f *forwarder) read(ctx context.Context, r *record) (*Entry, error) {
 }
 
 // publish publishes e until JetStream acks it or ctx is done.
-func (f *forwarder) publish(ctx context.Context, r *record, e *Entry) error {
+func (f *forwarder) publish(ctx context.Context, e *Entry) error {
 	delay := f.o.minBackoff
 	for {
 		msg := &nats.Msg{Subject: e.Subject, Data: e.Data, Header: nats.Header{}}
@@ -224,6 +242,9 @@ func (f *forwarder) publish(ctx context.Context, r *record, e *Entry) error {
 			return ctx.Err()
 		}
 		f.failed++
+		if f.unsynced > 0 {
+			f.flush() // the broker may stay away: make progress so far durable
+		}
 		if !f.paused || f.failed%50 == 0 {
 			f.s.log.Warn().Err(err).Str("msg_id", e.MsgID).Str("subject", e.Subject).Int("attempt", f.failed).
 				Int("depth", f.s.Depth()).Msg("spool forwarding paused: publish failed; retrying")
@@ -236,12 +257,12 @@ func (f *forwarder) publish(ctx context.Context, r *record, e *Entry) error {
 	}
 }
 
-// complete removes r, the head of the queue, and records it as forwarded in
-// its segment's ack file, unless the segment can simply be deleted.
-func (s *Spool) complete(r *record) {
+// dequeue removes r, the head of the queue, and reports whether an ack
+// marker must record it: not when its segment can simply be deleted.
+func (s *Spool) dequeue(r *record) (*segment, bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.head >= len(s.queue) || s.queue[s.head] != r {
-		s.mu.Unlock()
 		panic("spool: forwarded record is not the head of the queue")
 	}
 	s.queue[s.head] = nil
@@ -262,20 +283,11 @@ func (s *Spool) complete(r *record) {
 	if len(s.queue) == 0 && s.active != nil && s.active.pending == 0 && !s.syncing && s.syncedSeq == s.writeSeq {
 		s.active = nil
 	}
-	deletable := seg.pending == 0 && seg != s.active
-	s.mu.Unlock()
-	if deletable {
-		return // reap deletes the whole segment; no marker needed
-	}
-	if err := s.markForwarded(seg, r.off+r.size); err != nil {
-		// Not fatal: after a crash the entry is published again and the
-		// stream's duplicate window drops it.
-		s.log.Error().Err(err).Str("segment", filepath.Base(seg.path)).Msg("spool cannot record a forwarded entry")
-	}
+	return seg, seg.pending > 0 || seg == s.active
 }
 
-// markForwarded appends an fsync'd ack marker for end to seg's ack file.
-// Only the forwarder calls it.
+// markForwarded appends an ack marker for end to seg's ack file; the
+// forwarder fsyncs it in batches. Only the forwarder calls it.
 func (s *Spool) markForwarded(seg *segment, end int64) error {
 	if seg.ack == nil {
 		f, err := os.OpenFile(filepath.Join(s.dir, ackFile(seg.id)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -292,9 +304,6 @@ func (s *Spool) markForwarded(seg *segment, end int64) error {
 	if _, err := seg.ack.Write(appendAck(b[:0], end)); err != nil {
 		return fmt.Errorf("write %s: %w", ackFile(seg.id), err)
 	}
-	if err := seg.ack.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", ackFile(seg.id), err)
-	}
 	return nil
 }
 
@@ -303,6 +312,12 @@ func (s *Spool) markForwarded(seg *segment, end int64) error {
 // removed any.
 func (s *Spool) reap() (bool, error) {
 	s.mu.Lock()
+	if s.syncing {
+		// A group commit may still be about to fsync a segment that has
+		// just been rotated out; its end wakes the forwarder to try again.
+		s.mu.Unlock()
+		return false, nil
+	}
 	var drop []*segment
 	keep := s.segs[:0]
 	for _, seg := range s.segs {
@@ -323,6 +338,7 @@ func (s *Spool) reap() (bool, error) {
 		seg.f.Close()
 		if seg.ack != nil {
 			seg.ack.Close()
+			seg.ack = nil
 		}
 		// The segment goes first: an ack file without its segment is
 		// removed at Open, a segment without its ack file is re-published

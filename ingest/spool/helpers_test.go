@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -77,20 +78,23 @@ func newBroker(t testing.TB) *broker {
 }
 
 // resetStream deletes and recreates FORGE_EVENTS (clearing its duplicate
-// window too).
+// window too). The server removes a deleted stream's store in the
+// background, so creating it again is retried until it succeeds.
 func (b *broker) resetStream(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = b.js.DeleteStream(ctx, schemas.StreamEvents)
-	if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:       schemas.StreamEvents,
-		Subjects:   schemas.EventsSubjects,
-		Storage:    jetstream.FileStorage,
-		Duplicates: time.Hour,
-	}); err != nil {
-		t.Fatalf("create stream: %v", err)
-	}
+	var err error
+	natstest.Eventually(t, 5*time.Second, "stream created", func() bool {
+		_, err = b.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:       schemas.StreamEvents,
+			Subjects:   schemas.EventsSubjects,
+			Storage:    jetstream.FileStorage,
+			Duplicates: time.Hour,
+		})
+		return err == nil
+	})
 }
 
 // messages returns every message in FORGE_EVENTS, in stream order.
@@ -275,3 +279,5 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

@@ -59,12 +59,12 @@ func whole(ends []int64, cut int64) int {
 	return n
 }
 
-// checkRecovered opens dir and checks that exactly want is queued, that a
-// tail of tailBytes was moved aside (none when 0), and that opening again
-// finds the same with nothing more moved aside.
-func checkRecovered(t *testing.T, dir string, want []Entry, tailBytes int64) {
+// checkRecovered opens dir and checks that exactly want is queued and that
+// a tail of tailBytes was moved aside (none when 0); with rounds > 1 it
+// opens again and checks that nothing more is moved aside.
+func checkRecovered(t *testing.T, dir string, want []Entry, tailBytes int64, rounds int) {
 	t.Helper()
-	for round := range 2 {
+	for round := range rounds {
 		s, err := Open(dir, Limits{}, zerolog.Nop())
 		if err != nil {
 			t.Fatalf("round %d: Open: %v", round, err)
@@ -92,7 +92,7 @@ func checkRecovered(t *testing.T, dir string, want []Entry, tailBytes int64) {
 }
 
 func TestOpenCutAtEveryByte(t *testing.T) {
-	es := testEntries(4)
+	es := testEntries(3)
 	_, seg, ends := writeSpool(t, es)
 	full, err := os.ReadFile(seg)
 	if err != nil {
@@ -108,7 +108,7 @@ func TestOpenCutAtEveryByte(t *testing.T) {
 			good = ends[n-1]
 		}
 		dir := spoolWith(t, full[:cut])
-		checkRecovered(t, dir, es[:n], cut-good)
+		checkRecovered(t, dir, es[:n], cut-good, 1+int(cut%5/4)) // every 5th cut: reopen once more
 		if t.Failed() {
 			t.Fatalf("cut at byte %d of %d", cut, len(full))
 		}
@@ -154,7 +154,7 @@ func TestOpenDetectsCorruption(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkRecovered(t, spoolWith(t, tt.bytes), es[:tt.want], tt.tail)
+			checkRecovered(t, spoolWith(t, tt.bytes), es[:tt.want], tt.tail, 2)
 		})
 	}
 }
@@ -298,4 +298,43 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("Depth after reopen = %d, want %d", d, len(got)+1)
 		}
 	})
+}
+
+func TestOpenAckFiles(t *testing.T) {
+	es := testEntries(4)
+	dir, _, ends := writeSpool(t, es)
+	ack := filepath.Join(dir, ackFile(1))
+	// The first entry is forwarded; a marker for the second was torn.
+	torn := appendAck(nil, ends[0])
+	torn = append(torn, appendAck(nil, ends[1])[:9]...)
+	if err := os.WriteFile(ack, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// An ack file whose segment is gone (deleted just before a crash).
+	orphan := filepath.Join(dir, ackFile(7))
+	if err := os.WriteFile(orphan, appendAck(nil, 100), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(dir, Limits{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameEntries(t, pending(t, s), es[1:])
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Errorf("orphan ack file still there (%v)", err)
+	}
+	// Markers written after the torn one count: the torn tail was cut off.
+	seg := s.queue[s.head].seg
+	if _, mark := s.dequeue(s.queue[s.head]); !mark {
+		t.Fatal("dequeue says no marker is needed for a segment with entries left")
+	}
+	if err := s.markForwarded(seg, ends[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, dir, Limits{})
+	sameEntries(t, pending(t, s), es[2:])
 }

@@ -38,8 +38,10 @@ type Broker struct {
 }
 
 type options struct {
-	name       string
-	clientOnly bool
+	name         string
+	clientOnly   bool
+	retryConnect bool
+	onConnect    []func()
 }
 
 // Option changes how [Connect] connects.
@@ -53,6 +55,32 @@ func WithRole(role string) Option { return func(o *options) { o.name = "forgebus
 // connects to the embedded server of another forgebus process at
 // nats://FORGEBUS_NATS_LISTEN. Tools such as "forgebus events tail" use it.
 func ClientOnly() Option { return func(o *options) { o.clientOnly = true } }
+
+// RetryConnect makes [Connect] return a [Broker] even when no NATS server
+// can be reached yet: the client keeps trying in the background, as it does
+// after any disconnect, and [OnConnect] callbacks run once it is connected.
+// It also turns off the client's reconnect buffer (nats.ReconnectBufSize(-1)):
+// a publish while disconnected fails at once instead of being held in memory
+// and sent later behind its caller's back. ingest uses it so that it starts,
+// and spools, while NATS is down.
+func RetryConnect() Option { return func(o *options) { o.retryConnect = true } }
+
+// OnConnect runs f every time the client connects: the first time
+// (immediately after [Connect] returns when it connected at once) and after
+// every reconnect. f runs on the client's callback goroutine and must not
+// block.
+func OnConnect(f func()) Option {
+	return func(o *options) {
+		if f != nil {
+			o.onConnect = append(o.onConnect, f)
+		}
+	}
+}
+
+// EmbeddedMaxPayload is the embedded server's max message size. An external
+// server keeps its own (1 MiB by default): ingest answers 413 to an event
+// larger than the server takes.
+const EmbeddedMaxPayload = 8 << 20
 
 // Connect starts the embedded server when cfg has no NATS URL (unless
 // [ClientOnly]), then connects a client to it or to the external servers.
@@ -84,7 +112,10 @@ func Connect(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ..
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	b.JS = js
-	log.Info().Str("nats_url", redactURLs(nc.ConnectedUrlRedacted())).Bool("embedded", b.srv != nil).Msg("connected to nats")
+	if !nc.IsConnected() {
+		// Only with RetryConnect: the connect handler logs the connection.
+		log.Warn().Str("nats_url", redactURLs(url)).Msg("nats unreachable: retrying in the background")
+	}
 	return b, nil
 }
 
@@ -110,8 +141,17 @@ func (b *Broker) clientOptions(ctx context.Context, cfg config.Config, o options
 			}
 			ev.Msg("nats disconnected")
 		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			b.log.Info().Str("nats_url", redactURLs(nc.ConnectedUrlRedacted())).Bool("embedded", b.srv != nil).Msg("connected to nats")
+			for _, f := range o.onConnect {
+				f()
+			}
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			b.log.Info().Str("nats_url", nc.ConnectedUrlRedacted()).Msg("nats reconnected")
+			b.log.Info().Str("nats_url", redactURLs(nc.ConnectedUrlRedacted())).Msg("nats reconnected")
+			for _, f := range o.onConnect {
+				f()
+			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			ev := b.log.Error().Err(err)
@@ -121,6 +161,9 @@ func (b *Broker) clientOptions(ctx context.Context, cfg config.Config, o options
 			ev.Msg("nats async error")
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }),
+	}
+	if o.retryConnect {
+		opts = append(opts, nats.RetryOnFailedConnect(true), nats.ReconnectBufSize(-1))
 	}
 	n := cfg.NATS
 	if n.Creds != "" {
@@ -168,6 +211,9 @@ func startEmbedded(cfg config.Config, log zerolog.Logger) (*server.Server, error
 		StoreDir:   dir,
 		SyncAlways: cfg.NATS.SyncAlways,
 		NoSigs:     true,
+		// Room for the largest delivery ingest accepts by default (5 MiB)
+		// once normalized; the NATS default is 1 MiB.
+		MaxPayload: EmbeddedMaxPayload,
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

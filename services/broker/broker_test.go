@@ -116,3 +116,61 @@ func TestConnectExternal(t *testing.T) {
 		}
 	})
 }
+
+func TestConnectRetryWhileDown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv := natstest.Run(t)
+	cfg := config.Default()
+	cfg.NATS.URL = srv.URL() // before Shutdown: URL() needs a running server
+	cfg.DataDir = t.TempDir()
+	srv.Shutdown()
+
+	// Without RetryConnect an unreachable server fails Connect.
+	if _, err := Connect(ctx, cfg, zerolog.Nop()); err == nil {
+		t.Fatal("Connect() to a stopped server succeeded without RetryConnect")
+	}
+
+	connects := make(chan struct{}, 10)
+	b, err := Connect(ctx, cfg, zerolog.Nop(), RetryConnect(), OnConnect(func() { connects <- struct{}{} }))
+	if err != nil {
+		t.Fatalf("Connect() with RetryConnect while the server is down = %v", err)
+	}
+	defer b.Close()
+	if b.Conn.IsConnected() {
+		t.Fatal("connected to a stopped server")
+	}
+	// Nothing is buffered while disconnected: a publish fails at once.
+	if _, err := b.JS.Publish(ctx, "t.x", []byte("held?")); err == nil {
+		t.Error("publish while disconnected succeeded")
+	}
+
+	srv.Restart()
+	natstest.Eventually(t, 10*time.Second, "connected once the server is up", b.Conn.IsConnected)
+	select {
+	case <-connects:
+	case <-ctx.Done():
+		t.Fatal("OnConnect not called on the first connect")
+	}
+	if _, err := b.JS.AccountInfo(ctx); err != nil {
+		t.Errorf("account info after connecting: %v", err)
+	}
+	// The message published while down never reached the server.
+	if _, err := b.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.JS.Stream(ctx, "T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().State.Msgs; n != 0 {
+		t.Errorf("stream holds %d messages published while disconnected, want 0", n)
+	}
+
+	srv.Restart()
+	select {
+	case <-connects:
+	case <-ctx.Done():
+		t.Fatal("OnConnect not called after a reconnect")
+	}
+}

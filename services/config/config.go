@@ -57,6 +57,10 @@ type Config struct {
 	// ModelsSecret is the models worker's secret (FORGEBUS_MODELS_SECRET[_FILE]).
 	ModelsSecret Secret `yaml:"-"`
 
+	// BuildPath is the PATH the docs and models workers run git and build
+	// commands with: FORGEBUS_BUILD_PATH, else this process's PATH.
+	BuildPath string `yaml:"-"`
+
 	// Workers holds each worker's own section of the config file, keyed by
 	// worker name, for the worker package to decode.
 	Workers map[string]yaml.Node `yaml:"workers"`

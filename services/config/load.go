@@ -242,6 +242,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.str("FORGEBUS_GOGS_URL", &c.Gogs.URL)
 	e.secret("FORGEBUS_GOGS_TOKEN", &c.Gogs.Token)
 	e.secret("FORGEBUS_MODELS_SECRET", &c.ModelsSecret)
+	c.BuildPath = getenv("PATH")
+	e.str("FORGEBUS_BUILD_PATH", &c.BuildPath)
 
 	e.str("FORGEBUS_NATS_URL", &c.NATS.URL)
 	e.str("FORGEBUS_NATS_LISTEN", &c.NATS.Listen)

@@ -30,12 +30,22 @@ type Health struct {
 	timeout time.Duration
 
 	mu     sync.Mutex
-	checks []Check
+	checks []entry
+}
+
+// entry is a check and whether it gates readiness.
+type entry struct {
+	check    Check
+	advisory bool
 }
 
 // New returns probes that serve reg's metrics and run checks on /readyz.
 func New(reg *prometheus.Registry, checks ...Check) *Health {
-	return &Health{reg: reg, timeout: DefaultTimeout, checks: checks}
+	h := &Health{reg: reg, timeout: DefaultTimeout}
+	for _, c := range checks {
+		h.checks = append(h.checks, entry{check: c})
+	}
+	return h
 }
 
 // NewRegistry returns a registry with the Go and process collectors.
@@ -52,7 +62,17 @@ func NewRegistry() *prometheus.Registry {
 func (h *Health) Add(c Check) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.checks = append(h.checks, c)
+	h.checks = append(h.checks, entry{check: c})
+}
+
+// AddAdvisory adds a check that shows on /readyz, marked advisory, but
+// does not make it fail. ingest with its spool on adds the NATS check this
+// way: while NATS is down it still accepts deliveries (it spools them), so
+// a load balancer should keep sending it traffic.
+func (h *Health) AddAdvisory(c Check) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.checks = append(h.checks, entry{check: c, advisory: true})
 }
 
 // Register adds /healthz, /readyz and /metrics to mux.
@@ -75,12 +95,16 @@ type Report struct {
 
 // Result is one check's outcome.
 type Result struct {
-	OK     bool `json:"ok"`
-	Detail any  `json:"detail,omitempty"`
+	OK bool `json:"ok"`
+	// Advisory is set for a check added with [Health.AddAdvisory]: its
+	// failure does not make the service unready.
+	Advisory bool `json:"advisory,omitempty"`
+	Detail   any  `json:"detail,omitempty"`
 }
 
 // Readyz runs every check concurrently, bounded by a short timeout, and
-// answers 200 when all pass, else 503, with a [Report] as JSON.
+// answers 200 when all but the advisory ones pass, else 503, with a
+// [Report] as JSON.
 func (h *Health) Readyz(w http.ResponseWriter, r *http.Request) {
 	rep := h.Run(r.Context())
 	code := http.StatusOK
@@ -93,7 +117,7 @@ func (h *Health) Readyz(w http.ResponseWriter, r *http.Request) {
 // Run runs the checks once.
 func (h *Health) Run(ctx context.Context) Report {
 	h.mu.Lock()
-	checks := append([]Check(nil), h.checks...)
+	checks := append([]entry(nil), h.checks...)
 	h.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
@@ -105,8 +129,8 @@ func (h *Health) Run(ctx context.Context) Report {
 	out := make(chan named, len(checks))
 	for _, c := range checks {
 		go func() {
-			name, ok, detail := c(ctx)
-			out <- named{name, Result{OK: ok, Detail: detail}}
+			name, ok, detail := c.check(ctx)
+			out <- named{name, Result{OK: ok, Advisory: c.advisory, Detail: detail}}
 		}()
 	}
 	rep := Report{Ready: true, Checks: make(map[string]Result, len(checks))}
@@ -121,7 +145,7 @@ func (h *Health) Run(ctx context.Context) Report {
 			return rep
 		}
 		rep.Checks[n.name] = n.res
-		rep.Ready = rep.Ready && n.res.OK
+		rep.Ready = rep.Ready && (n.res.OK || n.res.Advisory)
 	}
 	return rep
 }

@@ -101,3 +101,47 @@ func TestReadyzSlowCheck(t *testing.T) {
 		t.Errorf("readyz with a stuck check = %d after %s", code, time.Since(start))
 	}
 }
+
+func TestReadyzAdvisory(t *testing.T) {
+	check := func(name string, ok bool) Check {
+		return func(context.Context) (string, bool, any) { return name, ok, nil }
+	}
+	tests := []struct {
+		name      string
+		required  []Check
+		advisory  []Check
+		wantCode  int
+		wantReady bool
+	}{
+		{"advisory failing, required ok", []Check{check("spool", true)}, []Check{check("nats", false)}, http.StatusOK, true},
+		{"advisory failing alone", nil, []Check{check("nats", false)}, http.StatusOK, true},
+		{"required failing, advisory ok", []Check{check("spool", false)}, []Check{check("nats", true)}, http.StatusServiceUnavailable, false},
+		{"both failing", []Check{check("spool", false)}, []Check{check("nats", false)}, http.StatusServiceUnavailable, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := New(NewRegistry(), tt.required...)
+			for _, c := range tt.advisory {
+				h.AddAdvisory(c)
+			}
+			code, body := get(t, http.HandlerFunc(h.Readyz), "/readyz")
+			r := readyReport(t, body)
+			if code != tt.wantCode || r.Ready != tt.wantReady {
+				t.Errorf("readyz = %d ready=%v, want %d ready=%v: %s", code, r.Ready, tt.wantCode, tt.wantReady, body)
+			}
+			// The advisory check still shows, marked, with its own outcome.
+			for _, c := range tt.advisory {
+				name, ok, _ := c(context.Background())
+				if got := r.Checks[name]; got.OK != ok || !got.Advisory {
+					t.Errorf("check %s = %+v, want ok=%v advisory", name, got, ok)
+				}
+			}
+			for _, c := range tt.required {
+				name, _, _ := c(context.Background())
+				if r.Checks[name].Advisory {
+					t.Errorf("required check %s marked advisory", name)
+				}
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,38 +27,101 @@ type Platform struct {
 	// Health serves /healthz, /readyz and /metrics; add checks with
 	// Health.Add.
 	Health *health.Health
+
+	stop func()         // stops the background provisioner, if any
+	wg   sync.WaitGroup // the background provisioner
 }
+
+// StartOption changes how [Start] starts.
+type StartOption func(*startOptions)
+
+type startOptions struct {
+	natsDown     bool
+	natsAdvisory bool
+}
+
+// AllowNATSDown makes [Start] succeed while NATS is unreachable: the client
+// keeps connecting in the background (see [broker.RetryConnect]: nothing is
+// buffered client-side while disconnected), and the streams are provisioned
+// as soon as it connects, retried with backoff, and again after every
+// reconnect (a server that lost its store gets them back). When NATS is up
+// at start, the streams are provisioned before Start returns, and a failure
+// fails Start as without this option. Only ingest uses it: it spools while
+// NATS is down; workers cannot work without it.
+func AllowNATSDown() StartOption { return func(o *startOptions) { o.natsDown = true } }
+
+// NATSAdvisory adds the NATS readiness check with [health.Health.AddAdvisory]:
+// /readyz shows NATS down but stays 200. ingest uses it when its spool is on,
+// since it then accepts deliveries while NATS is down.
+func NATSAdvisory() StartOption { return func(o *startOptions) { o.natsAdvisory = true } }
 
 // Start connects to NATS (starting the embedded server when cfg says so),
 // provisions the streams, and sets up metrics and health. role names the
 // NATS connection "forgebus-<role>". The caller calls [Platform.Close].
-func Start(ctx context.Context, cfg config.Config, log zerolog.Logger, role string) (*Platform, error) {
+// See [AllowNATSDown] for a service that starts while NATS is down.
+func Start(ctx context.Context, cfg config.Config, log zerolog.Logger, role string, opts ...StartOption) (*Platform, error) {
+	var o startOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	// The effective settings, never a secret: only how many there are.
 	log.Info().Str("role", role).Str("instance", cfg.Instance).Str("data_dir", cfg.DataDir).
 		Bool("nats_embedded", cfg.Embedded()).Str("config_file", cfg.File).
 		Int("gogs_secrets", len(cfg.Gogs.Secrets)).Bool("allow_unsigned", cfg.Gogs.AllowUnsigned).
 		Bool("spool", cfg.Spool.Enabled).Int("stream_replicas", cfg.Streams.Replicas).
 		Msg("starting")
-	b, err := broker.Connect(ctx, cfg, log, broker.WithRole(role))
+	bopts := []broker.Option{broker.WithRole(role)}
+	var pv *provisioner
+	if o.natsDown {
+		pv = &provisioner{streams: cfg.Streams, log: log, kick: make(chan struct{}, 1)}
+		bopts = append(bopts, broker.RetryConnect(), broker.OnConnect(pv.wake))
+	}
+	b, err := broker.Connect(ctx, cfg, log, bopts...)
 	if err != nil {
 		return nil, err
 	}
-	if err := provision.Streams(ctx, b.JS, cfg.Streams); err != nil {
-		b.Close()
-		return nil, err
+	if pv == nil || b.Conn.IsConnected() {
+		if err := provision.Streams(ctx, b.JS, cfg.Streams); err != nil {
+			b.Close()
+			return nil, err
+		}
+		if pv != nil {
+			pv.skipFirst = true
+		}
 	}
 	reg := health.NewRegistry()
-	return &Platform{
+	p := &Platform{
 		Config:   cfg,
 		Log:      log,
 		Broker:   b,
 		Registry: reg,
-		Health:   health.New(reg, health.NATS(b.Conn, b.JS)),
-	}, nil
+		Health:   health.New(reg),
+	}
+	if o.natsAdvisory {
+		p.Health.AddAdvisory(health.NATS(b.Conn, b.JS))
+	} else {
+		p.Health.Add(health.NATS(b.Conn, b.JS))
+	}
+	if pv != nil {
+		pv.nc, pv.js = b.Conn, b.JS
+		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		p.stop = cancel
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			pv.run(pctx)
+		}()
+	}
+	return p, nil
 }
 
-// Close drains the NATS client and stops the embedded server.
+// Close stops background provisioning, drains the NATS client and stops
+// the embedded server.
 func (p *Platform) Close() {
+	if p.stop != nil {
+		p.stop()
+		p.wg.Wait()
+	}
 	if p.Broker != nil {
 		p.Broker.Close()
 	}

@@ -155,3 +155,69 @@ func TestPlatformServeHTTP(t *testing.T) {
 		t.Fatal("ServeHTTP did not return after ctx was done")
 	}
 }
+
+func TestStartAllowNATSDown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := natstest.Run(t)
+	cfg := config.Default()
+	cfg.NATS.URL = srv.URL() // before Shutdown: URL() needs a running server
+	cfg.DataDir = t.TempDir()
+	srv.Shutdown()
+
+	if _, err := Start(ctx, cfg, zerolog.Nop(), "test"); err == nil {
+		t.Fatal("Start() with NATS down succeeded without AllowNATSDown")
+	}
+
+	tests := []struct {
+		name      string
+		opts      []StartOption
+		wantReady bool // while NATS is down
+	}{
+		{"required", []StartOption{AllowNATSDown()}, false},
+		{"advisory", []StartOption{AllowNATSDown(), NATSAdvisory()}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Start(ctx, cfg, zerolog.Nop(), "test", tt.opts...)
+			if err != nil {
+				t.Fatalf("Start() with NATS down = %v", err)
+			}
+			defer p.Close()
+			rep := p.Health.Run(ctx)
+			if rep.Ready != tt.wantReady || rep.Checks["nats"].OK {
+				t.Errorf("readiness with NATS down = %+v, want ready=%v and nats failing", rep, tt.wantReady)
+			}
+		})
+	}
+
+	// The streams are provisioned once NATS is up, and again after it
+	// comes back without them.
+	p, err := Start(ctx, cfg, zerolog.Nop(), "test", AllowNATSDown())
+	if err != nil {
+		t.Fatalf("Start() = %v", err)
+	}
+	defer p.Close()
+	srv.Restart()
+	streams := []string{schemas.StreamEvents, schemas.StreamResults, schemas.StreamDLQ, schemas.StreamAudit}
+	natstest.Eventually(t, 15*time.Second, "streams provisioned after NATS came up", func() bool {
+		for _, name := range streams {
+			if _, err := p.Broker.JS.Stream(ctx, name); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if rep := p.Health.Run(ctx); !rep.Ready {
+		t.Errorf("not ready once NATS is up and the streams provisioned: %+v", rep)
+	}
+	if err := p.Broker.JS.DeleteStream(ctx, schemas.StreamEvents); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart()
+	natstest.Eventually(t, 15*time.Second, "FORGE_EVENTS provisioned again after a reconnect", func() bool {
+		return p.Health.Run(ctx).Ready
+	})
+	p.Close()
+	p.Close() // safe twice
+}

@@ -408,3 +408,53 @@ func runGit(dir string, args ...string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+func TestReplicasShareAPublishRoot(t *testing.T) {
+	f := newFixture(t, nil)
+	other, err := docs.New(docs.Config{Rules: []docs.Rule{{Repo: "acme/*", Command: []string{"sh", "build.sh"}, Output: "out", Root: f.pubRoot, Keep: 2}}},
+		docs.Deps{GogsURL: f.srv.URL, GogsToken: token, CacheDir: t.TempDir(), Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1 := f.commit("master", "one")
+	c2 := f.commit("master", "two")
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	var err1, err2 error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, err2 = other.Handle(context.Background(), pushEvent(t, "acme/site", "master", c1, c2, t0.Add(time.Millisecond)))
+	}()
+	go func() {
+		defer wg.Done()
+		_, err1 = f.w.Handle(context.Background(), pushEvent(t, "acme/site", "master", strings.Repeat("0", 40), c1, t0))
+	}()
+	wg.Wait()
+	if err1 != nil || err2 != nil {
+		t.Fatalf("errors: %v, %v", err1, err2)
+	}
+	if live, _ := f.live("master"); live != c2 {
+		t.Errorf("live = %s, want the newer %s", live, c2)
+	}
+}
+
+func TestSubjects(t *testing.T) {
+	f := newFixture(t, nil)
+	subs := f.w.Subjects("gogs.main")
+	for _, ev := range []string{schemas.EventPush, schemas.EventDelete} {
+		subj := schemas.EventSubject("gogs.main", ev, "acme", "site")
+		found := false
+		for _, s := range subs {
+			if strings.HasPrefix(subj, strings.TrimSuffix(s, ">")) && strings.Count(s, ".") <= strings.Count(subj, ".") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("subjects %v do not cover %s", subs, subj)
+		}
+	}
+	if len(subs) != 2 {
+		t.Errorf("subjects = %v, want push and delete only", subs)
+	}
+}

@@ -16,3 +16,7 @@ var (
 	// published; it is transient.
 	ErrPublish = errors.New("publish failed")
 )
+
+// Name is the worker's name: its consumer, its results' subject token and
+// its section of the config file (workers.docs).
+const Name = "docs"

@@ -17,3 +17,7 @@ var (
 	// rule's command fails or times out.
 	ErrCommand = errors.New("refresh command failed")
 )
+
+// Name is the worker's name: its consumer, its results' subject token and
+// its section of the config file (workers.models).
+const Name = "models"

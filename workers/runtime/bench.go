@@ -39,6 +39,11 @@ type BenchResult struct {
 	Ceiling BenchFigures `json:"ceiling"`
 	// Ratio is Runtime.PerSecond over Ceiling.PerSecond.
 	Ratio float64 `json:"ratio"`
+	// CeilingIdem is the bare loop doing also the idempotency work every
+	// job needs (a KV get before, a KV put after): the same broker round
+	// trips as the runtime, so RatioIdem is the runtime's own overhead.
+	CeilingIdem BenchFigures `json:"ceiling_idem"`
+	RatioIdem   float64      `json:"ratio_idem"`
 }
 
 // Bench publishes n events to FORGE_EVENTS (on a subject of its own) and
@@ -55,11 +60,17 @@ func Bench(ctx context.Context, js jetstream.JetStream, n, inFlight int) (BenchR
 	if res.Runtime, err = benchRuntime(ctx, js, tag+"-rt", n, inFlight); err != nil {
 		return res, err
 	}
-	if res.Ceiling, err = benchCeiling(ctx, js, tag+"-bare", n, inFlight); err != nil {
+	if res.Ceiling, err = benchCeiling(ctx, js, tag+"-bare", n, inFlight, false); err != nil {
+		return res, err
+	}
+	if res.CeilingIdem, err = benchCeiling(ctx, js, tag+"-idem", n, inFlight, true); err != nil {
 		return res, err
 	}
 	if res.Ceiling.PerSecond > 0 {
 		res.Ratio = res.Runtime.PerSecond / res.Ceiling.PerSecond
+	}
+	if res.CeilingIdem.PerSecond > 0 {
+		res.RatioIdem = res.Runtime.PerSecond / res.CeilingIdem.PerSecond
 	}
 	return res, nil
 }
@@ -141,6 +152,7 @@ func benchRuntime(ctx context.Context, js jetstream.JetStream, name string, n, i
 	defer benchCleanup(js, name, subject)
 	s := DefaultSettings()
 	s.MaxInFlight = inFlight
+	s.JobTimeout = 10 * time.Second // short jobs: pull ahead
 	rt, err := New(js, Worker{Name: name, Subjects: []string{subject}, Settings: s,
 		Policy: Policy{Events: []string{"push"}, DenySenders: []string{"nobody"}},
 		Handler: HandlerFunc(func(context.Context, *schemas.Envelope) (Report, error) {
@@ -169,12 +181,18 @@ func benchRuntime(ctx context.Context, js jetstream.JetStream, name string, n, i
 	return lat.figures(), nil
 }
 
-func benchCeiling(ctx context.Context, js jetstream.JetStream, name string, n, inFlight int) (BenchFigures, error) {
+func benchCeiling(ctx context.Context, js jetstream.JetStream, name string, n, inFlight int, idem bool) (BenchFigures, error) {
 	subject, err := benchEvents(ctx, js, name, n)
 	if err != nil {
 		return BenchFigures{}, err
 	}
 	defer benchCleanup(js, name, subject)
+	var kv jetstream.KeyValue
+	if idem {
+		if kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: IdempotencyBucketPrefix + name, TTL: time.Hour}); err != nil {
+			return BenchFigures{}, fmt.Errorf("bench: bucket: %w", err)
+		}
+	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, schemas.StreamEvents, jetstream.ConsumerConfig{
 		Durable: name, FilterSubject: subject, AckPolicy: jetstream.AckExplicitPolicy,
 	})
@@ -199,6 +217,19 @@ func benchCeiling(ctx context.Context, js jetstream.JetStream, name string, n, i
 			defer wg.Done()
 			for a := range work {
 				meta, _ := a.m.Metadata()
+				key := IdempotencyKey(fmt.Sprintf("%s-%d", name, meta.Sequence.Stream))
+				if kv != nil {
+					if _, err := kv.Get(ctx, key); err == nil {
+						_ = a.m.Ack()
+						continue
+					}
+				}
+				if kv != nil {
+					if _, err := kv.Put(ctx, key, []byte(`{"outcome":"succeeded"}`)); err != nil {
+						_ = a.m.Nak()
+						continue
+					}
+				}
 				out := &nats.Msg{Subject: schemas.ResultSubject(name, "bench", "repo"), Data: a.m.Data(), Header: nats.Header{}}
 				out.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:%d", name, meta.Sequence.Stream))
 				if _, err := js.PublishMsg(ctx, out); err != nil {

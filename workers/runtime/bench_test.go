@@ -22,6 +22,8 @@ func BenchmarkRuntime(b *testing.B) {
 	b.ReportMetric(res.Ceiling.PerSecond, "ceiling_msgs/s")
 	b.ReportMetric(float64(res.Ceiling.P99.Microseconds()), "ceiling_p99_µs")
 	b.ReportMetric(res.Ratio, "ratio")
+	b.ReportMetric(res.CeilingIdem.PerSecond, "ceiling_idem_msgs/s")
+	b.ReportMetric(res.RatioIdem, "ratio_idem")
 }
 
 func TestBenchSmall(t *testing.T) {
@@ -32,11 +34,11 @@ func TestBenchSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Runtime.Messages != 200 || res.Ceiling.Messages != 200 || res.Ratio <= 0 {
+	if res.Runtime.Messages != 200 || res.Ceiling.Messages != 200 || res.CeilingIdem.Messages != 200 || res.Ratio <= 0 {
 		t.Fatalf("Bench = %+v", res)
 	}
-	t.Logf("runtime %.0f/s p99 %s; ceiling %.0f/s p99 %s; ratio %.2f",
-		res.Runtime.PerSecond, res.Runtime.P99, res.Ceiling.PerSecond, res.Ceiling.P99, res.Ratio)
+	t.Logf("runtime %.0f/s p99 %s; ceiling %.0f/s p99 %s; ratio %.2f; with idempotency %.0f/s, ratio %.2f",
+		res.Runtime.PerSecond, res.Runtime.P99, res.Ceiling.PerSecond, res.Ceiling.P99, res.Ratio, res.CeilingIdem.PerSecond, res.RatioIdem)
 	if n := streamCount(t, js, "FORGE_RESULTS"); n != 0 {
 		t.Errorf("bench left %d results", n)
 	}

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -175,12 +176,9 @@ func originalEvent(ev json.RawMessage) ([]byte, error) {
 	if len(ev) == 0 {
 		return nil, errors.New("dead letter has no event")
 	}
-	if ev[0] == '"' {
-		var s string
-		if err := json.Unmarshal(ev, &s); err != nil {
-			return nil, err
-		}
-		return []byte(s), nil
+	var raw map[string][]byte
+	if bytes.HasPrefix(ev, []byte(`{"`+RawEventKey+`":`)) && json.Unmarshal(ev, &raw) == nil && len(raw) == 1 {
+		return raw[RawEventKey], nil
 	}
 	return ev, nil
 }

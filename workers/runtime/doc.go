@@ -27,10 +27,13 @@
 // on the watermill message. watermill-nats' JetStream subscriber makes no
 // durable consumer, and watermill's Ack/Nack cannot say "redeliver in 30 s",
 // "I am still working" or "never again". So the subscriber here is ours,
-// over nats.go's jetstream pull consumer: it pulls only as many messages as
-// the replica has free slots (Settings.MaxInFlight) with Fetch, so a
+// over nats.go's jetstream pull consumer, with at most Settings.MaxInFlight
+// jobs running. For short jobs (JobTimeout at most AckWait/2) it pulls
+// ahead with Consumer.Messages (PullMaxMessages = MaxInFlight): fast, and a
+// buffered message starts before its ack timer can run out. For long jobs
+// it pulls with Fetch only as many messages as it has free slots, so a
 // replica never sits on messages it is not working on (they would time out
-// in its buffer and move to another replica mid-queue); each message goes
+// in its buffer and move to another replica mid-queue). Each message goes
 // to the router with its jetstream.Msg reachable from the message context
 // ([JetStreamMsg], [EventSeq], [Attempt]); the runtime settles it itself
 // (ack, nak with delay, in-progress), and the watermill Ack/Nack only frees
@@ -57,7 +60,10 @@
 //
 // # Dead letters and replay
 //
-// [ListDeadLetters] reads FORGE_DLQ; [Replay] republishes a dead letter's
+// A dead letter holds the original event byte for byte when it is JSON
+// (encoding/json compacts it; ingest's envelopes are compact already), or,
+// for bytes that are not JSON, an object {"forgebus_raw_base64": …}
+// ([RawEventKey]). [ListDeadLetters] reads FORGE_DLQ; [Replay] republishes a dead letter's
 // original envelope to FORGE_EVENTS on its original subject with the
 // header [ReplayHeader] naming the worker and Nats-Msg-Id "replay:<dlq
 // seq>", then deletes the dead letter. Only the named worker handles it

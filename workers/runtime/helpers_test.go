@@ -221,3 +221,33 @@ func byWorker(rs []schemas.Result, worker string) []schemas.Result {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// validateOutcomes checks every result and dead letter in the streams
+// against the contract's JSON Schemas.
+func validateOutcomes(t testing.TB, js jetstream.JetStream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for stream, validate := range map[string]func([]byte) error{
+		schemas.StreamResults: schemas.ValidateResult,
+		schemas.StreamDLQ:     schemas.ValidateDeadLetter,
+	} {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+			m, err := st.GetMsg(ctx, seq)
+			if err != nil {
+				continue
+			}
+			if err := validate(m.Data); err != nil {
+				t.Errorf("%s seq %d does not match its schema: %v\n%s", stream, seq, err, m.Data)
+			}
+		}
+	}
+}

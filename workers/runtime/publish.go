@@ -77,14 +77,19 @@ func (r *Runtime) publishDeadLetter(ctx context.Context, j *job, herr error) err
 	return r.publish(ctx, schemas.DLQSubject(r.w.Name, owner, repo), data, id, schemas.StreamDLQ)
 }
 
+// RawEventKey is the one key of the object that stands for an event that
+// is not JSON in DeadLetter.Event: {"forgebus_raw_base64": "<the bytes>"}.
+const RawEventKey = "forgebus_raw_base64"
+
 // rawEvent is the event for DeadLetter.Event: the bytes themselves when
-// they are JSON, else a JSON string holding them, so a dead letter can
-// always be encoded (and [Replay] sends back the original bytes).
+// they are JSON, else an object holding them in base64 under
+// [RawEventKey], so a dead letter can always be encoded and [Replay] sends
+// back the original bytes.
 func rawEvent(data []byte) json.RawMessage {
 	if json.Valid(data) {
 		return json.RawMessage(data)
 	}
-	s, _ := json.Marshal(string(data))
+	s, _ := json.Marshal(map[string][]byte{RawEventKey: data})
 	return s
 }
 

@@ -33,6 +33,7 @@ const (
 	envFile     = "FORGEBUS_RUNTIME_TEST_FILE"
 	envJob      = "FORGEBUS_RUNTIME_TEST_JOB"
 	envInFlight = "FORGEBUS_RUNTIME_TEST_IN_FLIGHT"
+	envPrefetch = "FORGEBUS_RUNTIME_TEST_PREFETCH"
 )
 
 const replicaWorker = "replica"
@@ -74,6 +75,9 @@ func runReplica() int {
 	s := fastSettings()
 	s.MaxInFlight = max(inFlight, 1)
 	s.GracePeriod = 10 * time.Second
+	if os.Getenv(envPrefetch) == "1" {
+		s.AckWait, s.JobTimeout = 10*time.Second, 5*time.Second
+	}
 	rt, err := New(js, Worker{Name: replicaWorker, Subjects: []string{"forge.>"}, Settings: s,
 		Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
 			fmt.Fprintf(f, "start %s %d\n", ev.ID, pid)
@@ -101,11 +105,14 @@ type replica struct {
 	done chan error
 }
 
-func startReplica(t *testing.T, url, file string, job time.Duration, inFlight int) *replica {
+func startReplica(t *testing.T, url, file string, job time.Duration, inFlight int, prefetch ...bool) *replica {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envReplica+"=1", envURL+"="+url, envFile+"="+file,
 		envJob+"="+job.String(), envInFlight+"="+strconv.Itoa(inFlight))
+	if len(prefetch) > 0 && prefetch[0] {
+		cmd.Env = append(cmd.Env, envPrefetch+"=1")
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start replica: %v", err)
@@ -160,10 +167,16 @@ func TestReplicaProcessesShareWork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
+	for _, prefetch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("prefetch=%v", prefetch), func(t *testing.T) { shareWork(t, prefetch) })
+	}
+}
+
+func shareWork(t *testing.T, prefetch bool) {
 	srv, _, js := broker(t)
 	file := filepath.Join(t.TempDir(), "effects")
 	for range 3 {
-		startReplica(t, srv.URL(), file, 2*time.Millisecond, 8)
+		startReplica(t, srv.URL(), file, 2*time.Millisecond, 8, prefetch)
 	}
 	waitPulling(t, js, 3)
 	const n = 1000

@@ -120,12 +120,15 @@ func (r *Runtime) Run(ctx context.Context) error {
 func (r *Runtime) run(ctx context.Context) error {
 	cons, err := r.setup(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
 		return err
 	}
 	r.hard, r.hardCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer r.hardCancel()
 	force := make(chan struct{})
-	sub := newSubscriber(cons, r.w.Settings.MaxInFlight, r.hard, force, r.log)
+	sub := newSubscriber(cons, r.w.Settings.MaxInFlight, r.w.Settings.prefetch(), r.hard, force, r.log)
 
 	router, err := message.NewRouter(message.RouterConfig{
 		CloseTimeout: r.w.Settings.GracePeriod + forceWait + time.Second,
@@ -143,8 +146,10 @@ func (r *Runtime) run(ctx context.Context) error {
 	defer rcancel()
 	errc := make(chan error, 1)
 	go func() { errc <- router.Run(rctx) }()
+	lctx, lcancel := context.WithCancel(ctx)
+	defer lcancel()
 	lagDone := make(chan struct{})
-	go func() { defer close(lagDone); r.pollLag(ctx, cons) }()
+	go func() { defer close(lagDone); r.pollLag(lctx, cons) }()
 	r.log.Info().Strs("subjects", r.w.Subjects).Int("max_in_flight", r.w.Settings.MaxInFlight).Msg("worker running")
 
 	select {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/natstest"
 )
@@ -113,8 +115,8 @@ func TestDeadLetters(t *testing.T) {
 			if got := calls.get("ev-d"); got != tc.wantAttempts {
 				t.Errorf("handler calls = %d, want %d", got, tc.wantAttempts)
 			}
+			validateOutcomes(t, js)
 			// The original is acked: nothing is left to deliver.
-			time.Sleep(0)
 			natstest.Eventually(t, 5*time.Second, "consumer drained", func() bool {
 				c, err := js.Consumer(context.Background(), schemas.StreamEvents, "dead")
 				if err != nil {
@@ -188,6 +190,7 @@ func TestPolicyAndDuplicates(t *testing.T) {
 			t.Errorf("%s %s: %+v, want %d with rule %q", w.id, w.outcome, got, w.n, w.rule)
 		}
 	}
+	validateOutcomes(t, js)
 	for id, n := range map[string]int{"bot": 0, "branch": 0, "ok": 1, "old": 1} {
 		if got := calls.get(id); got != n {
 			t.Errorf("handler calls for %s = %d, want %d", id, got, n)
@@ -311,9 +314,13 @@ func TestStopDrainsInFlight(t *testing.T) {
 		grace time.Duration
 		// block: the handler waits for its context, longer than any grace.
 		block bool
+		// prefetch: short jobs, so the replica pulls ahead.
+		prefetch bool
 	}{
 		{name: "jobs finish within grace", grace: 5 * time.Second},
 		{name: "grace over: cancelled and nak'ed", grace: 200 * time.Millisecond, block: true},
+		{name: "prefetch: jobs finish within grace", grace: 5 * time.Second, prefetch: true},
+		{name: "prefetch: grace over", grace: 200 * time.Millisecond, block: true, prefetch: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -325,6 +332,12 @@ func TestStopDrainsInFlight(t *testing.T) {
 			s := fastSettings()
 			s.MaxInFlight = 4
 			s.GracePeriod = tc.grace
+			if tc.prefetch {
+				s.AckWait, s.JobTimeout = 4*time.Second, 2*time.Second
+			}
+			if s.prefetch() != tc.prefetch {
+				t.Fatalf("prefetch = %v", s.prefetch())
+			}
 			w := Worker{Name: "drain", Subjects: []string{"forge.>"}, Settings: s,
 				Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
 					started.Add(1)
@@ -357,8 +370,8 @@ func TestStopDrainsInFlight(t *testing.T) {
 			if tc.block && done != 0 {
 				t.Errorf("%d jobs finished, want 0", done)
 			}
-			if !tc.block && done < 4 {
-				t.Errorf("%d jobs finished within the grace period, want at least 4", done)
+			if !tc.block && done != 4 {
+				t.Errorf("%d jobs finished within the grace period, want the 4 running", done)
 			}
 			if n := len(resultsOf(results(t, js), "", schemas.OutcomeFailed)); n != 0 {
 				t.Errorf("%d failed results from a stop", n)
@@ -375,5 +388,44 @@ func TestStopDrainsInFlight(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestBadEnvelopeIsDeadLettered(t *testing.T) {
+	_, _, js := broker(t)
+	calls := newCounter()
+	start(t, js, Worker{Name: "strict", Subjects: []string{"forge.>"}, Settings: fastSettings(),
+		Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
+			calls.inc(ev.ID)
+			return Report{}, nil
+		})})
+	ctx := context.Background()
+	raw := []byte("not json \x00\xff")
+	if _, err := js.Publish(ctx, testSubject, raw, jetstream.WithMsgID("raw-1")); err != nil {
+		t.Fatal(err)
+	}
+	var list []DeadLetterEntry
+	natstest.Eventually(t, 10*time.Second, "dead letter", func() bool {
+		var err error
+		list, err = ListDeadLetters(ctx, js, "strict")
+		return err == nil && len(list) == 1
+	})
+	dl := list[0].Letter
+	if dl.EventID != "raw-1" || !dl.Permanent || dl.Attempts != 1 || !strings.Contains(dl.Error, ErrBadEnvelope.Error()) {
+		t.Errorf("dead letter = %+v", dl)
+	}
+	if calls.get("raw-1") != 0 {
+		t.Error("handler ran on a bad envelope")
+	}
+	validateOutcomes(t, js)
+	// A replay sends the very bytes back.
+	res, err := Replay(ctx, js, list[0].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := js.Stream(ctx, schemas.StreamEvents)
+	m, err := st.GetMsg(ctx, res.EventSeq)
+	if err != nil || !bytes.Equal(m.Data, raw) || m.Header.Get(ReplayHeader) != "strict" {
+		t.Errorf("replayed event = %q %v, %v", m.Data, m.Header, err)
 	}
 }

@@ -30,7 +30,12 @@ type Settings struct {
 	// MaxInFlight is how many jobs one replica runs at once.
 	MaxInFlight int `yaml:"max_in_flight"`
 	// JobTimeout bounds one delivery: every in-process try of the handler.
-	// A job that times out is a transient failure.
+	// A job that times out is a transient failure. When it is at most half
+	// of AckWait, a replica pulls ahead (up to MaxInFlight messages
+	// buffered), which is much faster for short jobs: a buffered message
+	// then always starts before its ack timer runs out. Otherwise a replica
+	// pulls only as many messages as it has free slots, so long jobs never
+	// leave messages waiting in a buffer.
 	JobTimeout time.Duration `yaml:"job_timeout"`
 	// AckWait is how long JetStream waits for an ack before it hands the
 	// message to another replica. A running job sends an in-progress
@@ -120,6 +125,9 @@ func (s Settings) Validate() error {
 	}
 	return nil
 }
+
+// prefetch reports whether a replica may pull ahead of its free slots.
+func (s Settings) prefetch() bool { return s.JobTimeout <= s.AckWait/2 }
 
 // nakDelay is the redelivery delay after failed delivery number attempt.
 func (s Settings) nakDelay(attempt int) time.Duration {

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -67,11 +68,12 @@ func (d *delivery) inProgress() error {
 // message the slot is freed, and the JetStream message is acked or nak'ed
 // unless the runtime settled it already (with a delay, a term, ...).
 type subscriber struct {
-	cons  jetstream.Consumer
-	slots chan struct{}
-	base  context.Context // parent of every job's context
-	force <-chan struct{} // closed when the grace period is over
-	log   zerolog.Logger
+	cons     jetstream.Consumer
+	prefetch bool
+	slots    chan struct{}
+	base     context.Context // parent of every job's context
+	force    <-chan struct{} // closed when the grace period is over
+	log      zerolog.Logger
 
 	inflight sync.WaitGroup
 	stopOnce sync.Once
@@ -81,15 +83,16 @@ type subscriber struct {
 
 var _ message.Subscriber = (*subscriber)(nil)
 
-func newSubscriber(cons jetstream.Consumer, maxInFlight int, base context.Context, force <-chan struct{}, log zerolog.Logger) *subscriber {
+func newSubscriber(cons jetstream.Consumer, maxInFlight int, prefetch bool, base context.Context, force <-chan struct{}, log zerolog.Logger) *subscriber {
 	return &subscriber{
-		cons:  cons,
-		slots: make(chan struct{}, maxInFlight),
-		base:  base,
-		force: force,
-		log:   log,
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		cons:     cons,
+		prefetch: prefetch,
+		slots:    make(chan struct{}, maxInFlight),
+		base:     base,
+		force:    force,
+		log:      log,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 }
 
@@ -97,6 +100,18 @@ func newSubscriber(cons jetstream.Consumer, maxInFlight int, base context.Contex
 // consumer's filter decides what arrives. It must be called once.
 func (s *subscriber) Subscribe(ctx context.Context, _ string) (<-chan *message.Message, error) {
 	out := make(chan *message.Message)
+	if s.prefetch {
+		it, err := s.cons.Messages(jetstream.PullMaxMessages(cap(s.slots)))
+		if err != nil {
+			return nil, fmt.Errorf("pull from consumer: %w", err)
+		}
+		go func() {
+			s.prefetchLoop(ctx, it, out)
+			close(out)
+			close(s.done)
+		}()
+		return out, nil
+	}
 	// Several pull loops share the slots, so one's round trip overlaps
 	// another's: a single loop would pull one or two messages per round
 	// trip under load, as slots free one by one.
@@ -179,6 +194,62 @@ func (s *subscriber) loop(ctx context.Context, out chan<- *message.Message) {
 			s.log.Warn().Err(err).Msg("pull from consumer")
 			s.pause(ctx)
 		}
+	}
+}
+
+// prefetchLoop hands out messages from a pull iterator that keeps up to
+// MaxInFlight more messages buffered, for throughput. On stop it drains
+// the buffer and naks what it holds, with no delay.
+func (s *subscriber) prefetchLoop(ctx context.Context, it jetstream.MessagesContext, out chan<- *message.Message) {
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-s.stop:
+		case <-ctx.Done():
+		}
+		it.Drain()
+		close(stopped)
+	}()
+	for {
+		select {
+		case s.slots <- struct{}{}:
+		case <-stopped:
+			s.nakBuffered(it)
+			return
+		}
+		m, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			s.release(1)
+			s.nakBuffered(it)
+			return
+		}
+		if err != nil {
+			s.release(1)
+			s.log.Warn().Err(err).Msg("pull from consumer")
+			s.pause(ctx)
+			continue
+		}
+		select {
+		case <-stopped:
+			// Pulled after the stop: not ours to start.
+			s.release(1)
+			_ = m.Nak()
+			s.nakBuffered(it)
+			return
+		default:
+		}
+		s.dispatch(m, out)
+	}
+}
+
+// nakBuffered naks every message left in a drained iterator.
+func (s *subscriber) nakBuffered(it jetstream.MessagesContext) {
+	for {
+		m, err := it.Next()
+		if err != nil {
+			return
+		}
+		_ = m.Nak()
 	}
 }
 

@@ -26,13 +26,6 @@ type runner struct {
 	run  func(ctx context.Context) error
 }
 
-// devWorkers returns every worker that runs inside "forgebus dev", wired to
-// p. It is the one place to add a worker to the dev mode.
-func devWorkers(p *platform.Platform) ([]runner, error) {
-	_ = p
-	return nil, nil
-}
-
 func newDevCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",

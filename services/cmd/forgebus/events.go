@@ -82,7 +82,7 @@ starts a server of its own. By default it shows only new events.`,
 				return fmt.Errorf("%w (is 'forgebus dev' or 'forgebus ingest' running?)", err)
 			}
 			defer b.Close()
-			return tail(ctx, b.JS, o, cmd.OutOrStdout())
+			return tail(ctx, b.JS, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&o.subject, "subject", schemas.EventsRoot+".>", "subject filter, e.g. forge.gogs.push.>")
@@ -105,7 +105,7 @@ func checkSubject(s string) error {
 
 // tail prints each event of the ordered consumer as one JSON line to w
 // until ctx is done.
-func tail(ctx context.Context, js jetstream.JetStream, o tailOptions, w io.Writer) error {
+func tail(ctx context.Context, js jetstream.JetStream, o tailOptions, w, status io.Writer) error {
 	cc := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{o.subject},
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
@@ -129,6 +129,7 @@ func tail(ctx context.Context, js jetstream.JetStream, o tailOptions, w io.Write
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", schemas.StreamEvents, err)
 	}
+	fmt.Fprintf(status, "tailing %s on %s (Ctrl-C to stop)\n", o.subject, schemas.StreamEvents)
 	go func() {
 		<-ctx.Done()
 		it.Stop()

@@ -28,7 +28,15 @@ func newIngestCmd() *cobra.Command {
 CloudEvent and answers 202 only after JetStream has stored it (or, with the
 spool on, after it is on local disk while JetStream is unreachable). It also
 serves /healthz, /readyz and /metrics on the same address. SIGINT or SIGTERM
-stops accepting and finishes in-flight requests.`,
+stops accepting and finishes in-flight requests.
+
+ingest starts even while NATS is unreachable, and provisions the streams
+once it connects. Meanwhile, with the spool on (the default), it spools
+every verified delivery and /readyz answers 200 with "nats" failing but
+advisory, as long as the spool has room (503 once it is full); with
+FORGEBUS_SPOOL=off it answers deliveries 503 with Retry-After, and /readyz
+503. Each replica needs its own spool directory: a second process on the
+same one exits with "spool directory locked by another process".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := setup(cmd)
@@ -41,7 +49,14 @@ stops accepting and finishes in-flight requests.`,
 				return err
 			}
 			defer ln.Close()
-			p, err := platform.Start(ctx, cfg, log, "ingest")
+			// ingest starts while NATS is down: it spools (or answers 503)
+			// until NATS is back. With the spool on, /readyz stays 200 while
+			// the spool has room, showing NATS down as an advisory check.
+			popts := []platform.StartOption{platform.AllowNATSDown()}
+			if cfg.Spool.Enabled {
+				popts = append(popts, platform.NATSAdvisory())
+			}
+			p, err := platform.Start(ctx, cfg, log, "ingest", popts...)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/forgebus/forgebus/services/platform"
+	"github.com/forgebus/forgebus/workers/audit"
+	"github.com/forgebus/forgebus/workers/docs"
+	"github.com/forgebus/forgebus/workers/envsync"
+	"github.com/forgebus/forgebus/workers/gogsapi"
+	"github.com/forgebus/forgebus/workers/models"
+	"github.com/forgebus/forgebus/workers/runtime"
+)
+
+// auditWorker is the one worker that is not a runtime worker: it reads three
+// streams and appends to the audit chain in order, so it runs its own loop.
+const auditWorker = "audit"
+
+func init() {
+	workerFactories[docs.Name] = newDocsWorker
+	workerFactories[models.Name] = newModelsWorker
+	workerFactories[envsync.Name] = newEnvsyncWorker
+}
+
+func newDocsWorker(p *platform.Platform) (runtime.Worker, error) {
+	node := p.Config.Workers[docs.Name]
+	cfg, err := docs.DecodeConfig(&node)
+	if err != nil {
+		return runtime.Worker{}, usage(fmt.Errorf("config workers.%s: %w", docs.Name, err))
+	}
+	w, err := docs.New(cfg, docs.Deps{
+		GogsURL:   p.Config.Gogs.URL,
+		GogsToken: p.Config.Gogs.Token.Reveal(),
+		CacheDir:  filepath.Join(p.Config.DataDir, "cache", docs.Name),
+		Path:      p.Config.BuildPath,
+		Log:       p.Log.With().Str("worker", docs.Name).Logger(),
+	})
+	if err != nil {
+		return runtime.Worker{}, usage(err)
+	}
+	return runtime.Worker{Name: docs.Name, Subjects: w.Subjects(p.Config.Instance), Handler: w}, nil
+}
+
+func newModelsWorker(p *platform.Platform) (runtime.Worker, error) {
+	node := p.Config.Workers[models.Name]
+	cfg, err := models.DecodeConfig(&node)
+	if err != nil {
+		return runtime.Worker{}, usage(fmt.Errorf("config workers.%s: %w", models.Name, err))
+	}
+	w, err := models.New(cfg, models.Deps{
+		GogsURL:   p.Config.Gogs.URL,
+		GogsToken: p.Config.Gogs.Token.Reveal(),
+		CacheDir:  filepath.Join(p.Config.DataDir, "cache", models.Name),
+		Path:      p.Config.BuildPath,
+		Secret:    p.Config.ModelsSecret.Bytes(),
+		Log:       p.Log.With().Str("worker", models.Name).Logger(),
+	})
+	if err != nil {
+		return runtime.Worker{}, usage(err)
+	}
+	return runtime.Worker{Name: models.Name, Subjects: w.Subjects(p.Config.Instance), Handler: w}, nil
+}
+
+func newEnvsyncWorker(p *platform.Platform) (runtime.Worker, error) {
+	node := p.Config.Workers[envsync.Name]
+	cfg, err := envsync.DecodeConfig(&node)
+	if err != nil {
+		return runtime.Worker{}, usage(fmt.Errorf("config workers.%s: %w", envsync.Name, err))
+	}
+	if p.Config.Gogs.URL == "" {
+		return runtime.Worker{}, usage(fmt.Errorf("worker %s: FORGEBUS_GOGS_URL is required (the env files are read through the Gogs API)", envsync.Name))
+	}
+	api, err := gogsapi.New(p.Config.Gogs.URL, p.Config.Gogs.Token.Reveal())
+	if err != nil {
+		return runtime.Worker{}, usage(fmt.Errorf("worker %s: %w", envsync.Name, err))
+	}
+	w, err := envsync.New(cfg, envsync.Deps{
+		KV:  p.Broker.JS,
+		API: api,
+		Log: p.Log.With().Str("worker", envsync.Name).Logger(),
+	})
+	if err != nil {
+		return runtime.Worker{}, usage(err)
+	}
+	return runtime.Worker{Name: envsync.Name, Subjects: w.Subjects(p.Config.Instance), Handler: w}, nil
+}
+
+// workerRunner builds the named worker on p and returns it as a runner.
+func workerRunner(p *platform.Platform, name string) (runner, error) {
+	if name == auditWorker {
+		w, err := audit.New(p.Broker.JS, audit.Config{}, p.Log.With().Str("worker", auditWorker).Logger(), p.Registry)
+		if err != nil {
+			return runner{}, err
+		}
+		return runner{name: "worker " + auditWorker, run: w.Run}, nil
+	}
+	factory, ok := workerFactories[name]
+	if !ok {
+		return runner{}, usage(fmt.Errorf("unknown worker %q; known workers: %s", name, knownWorkers()))
+	}
+	w, err := buildWorker(p, name, factory)
+	if err != nil {
+		return runner{}, err
+	}
+	rt, err := runtime.New(p.Broker.JS, w, p.Log.With().Str("worker", name).Logger(), p.Registry)
+	if err != nil {
+		return runner{}, usage(err)
+	}
+	return runner{name: "worker " + name, run: rt.Run}, nil
+}
+
+// devWorkers returns every worker that runs inside "forgebus dev": the
+// audit worker always, and each other worker whose section
+// (workers.<name>) is in the config file.
+func devWorkers(p *platform.Platform) ([]runner, error) {
+	names := []string{auditWorker}
+	for _, name := range []string{docs.Name, models.Name, envsync.Name} {
+		if _, ok := p.Config.Workers[name]; ok {
+			names = append(names, name)
+		}
+	}
+	runners := make([]runner, 0, len(names))
+	for _, name := range names {
+		r, err := workerRunner(p, name)
+		if err != nil {
+			return nil, err
+		}
+		runners = append(runners, r)
+	}
+	p.Log.Info().Strs("workers", names).Msg("dev workers")
+	return runners, nil
+}
