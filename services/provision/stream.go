@@ -2,17 +2,23 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/config"
 )
 
-// streamTimeout bounds each create-or-update call when ctx has no deadline.
-const streamTimeout = 10 * time.Second
+// streamTimeout bounds provisioning one stream when ctx has no deadline;
+// attemptTimeout bounds one create-or-update call within it.
+const (
+	streamTimeout  = 30 * time.Second
+	attemptTimeout = 3 * time.Second
+)
 
 // EventsStream is FORGE_EVENTS: one message per accepted delivery, with the
 // delivery id as Nats-Msg-Id deduplicated over s.DuplicateWindow.
@@ -96,16 +102,29 @@ func Streams(ctx context.Context, js jetstream.JetStream, s config.Streams) erro
 	return nil
 }
 
+// ensure creates or updates one stream. On a cluster, several processes
+// starting at once can leave a create waiting for an answer that never comes
+// (nats-server#3677) although the stream is made: each attempt is bounded by
+// attemptTimeout and a timed-out attempt is tried again while ctx (by
+// default bounded by streamTimeout) lasts.
 func ensure(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, streamTimeout)
 		defer cancel()
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		_, err := js.CreateOrUpdateStream(actx, sc)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)):
+			continue
+		}
 		return fmt.Errorf("provision stream %s: %w", sc.Name, err)
 	}
-	return nil
 }
 
 func maxBytes(l config.StreamLimits) int64 {

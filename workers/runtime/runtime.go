@@ -167,7 +167,11 @@ func (r *Runtime) run(ctx context.Context) error {
 	r.log.Info().Dur("grace", r.w.Settings.GracePeriod).Msg("worker stopping: finishing in-flight jobs")
 	rcancel()
 	sub.stopFetching()
-	<-sub.done
+	select {
+	case <-sub.done:
+	case err := <-errc: // the router ended before it subscribed
+		errc <- err
+	}
 	if !waitTimeout(&sub.inflight, r.w.Settings.GracePeriod) {
 		r.log.Warn().Msg("grace period over: cancelling in-flight jobs")
 		r.hardCancel()

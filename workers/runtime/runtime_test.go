@@ -229,8 +229,18 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("models dead letters = %v, %v", l, err)
 	}
 	list, err := ListDeadLetters(ctx, js, "")
-	if err != nil || len(list) != 2 || list[0].Letter.EventID != "a" || list[0].Letter.Attempts != 1 || list[0].Err != "" {
-		t.Fatalf("ListDeadLetters = %+v, %v", list, err)
+	if err != nil || len(list) != 2 || list[0].Seq >= list[1].Seq {
+		t.Fatalf("ListDeadLetters = %+v, %v; want 2, oldest first", list, err)
+	}
+	ids := map[string]bool{}
+	for _, e := range list {
+		ids[e.Letter.EventID] = true
+		if e.Letter.Attempts != 1 || e.Err != "" || e.Letter.Worker != "docs" {
+			t.Errorf("dead letter %+v", e)
+		}
+	}
+	if !ids["a"] || !ids["b"] {
+		t.Fatalf("dead letters for %v, want a and b", ids)
 	}
 
 	// The fault is fixed; "b" comes again from Gogs and succeeds.
@@ -370,8 +380,8 @@ func TestStopDrainsInFlight(t *testing.T) {
 			if tc.block && done != 0 {
 				t.Errorf("%d jobs finished, want 0", done)
 			}
-			if !tc.block && done != 4 {
-				t.Errorf("%d jobs finished within the grace period, want the 4 running", done)
+			if !tc.block && done < 4 {
+				t.Errorf("%d jobs finished within the grace period, want the 4 running at least", done)
 			}
 			if n := len(resultsOf(results(t, js), "", schemas.OutcomeFailed)); n != 0 {
 				t.Errorf("%d failed results from a stop", n)
@@ -427,5 +437,34 @@ func TestBadEnvelopeIsDeadLettered(t *testing.T) {
 	m, err := st.GetMsg(ctx, res.EventSeq)
 	if err != nil || !bytes.Equal(m.Data, raw) || m.Header.Get(ReplayHeader) != "strict" {
 		t.Errorf("replayed event = %q %v, %v", m.Data, m.Header, err)
+	}
+}
+
+func TestSurvivesBrokerRestart(t *testing.T) {
+	for _, prefetch := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fetch", true: "prefetch"}[prefetch], func(t *testing.T) {
+			srv, _, js := broker(t)
+			s := fastSettings()
+			if prefetch {
+				s.AckWait, s.JobTimeout = 4*time.Second, 2*time.Second
+			}
+			start(t, js, Worker{Name: "steady", Subjects: []string{"forge.>"}, Settings: s,
+				Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) { return Report{}, nil })})
+			publish(t, js, envelope("before"), "")
+			natstest.Eventually(t, 10*time.Second, "before done", func() bool {
+				return len(resultsOf(results(t, js), "before", schemas.OutcomeSucceeded)) == 1
+			})
+			srv.Restart()
+			natstest.Eventually(t, 10*time.Second, "publish after restart", func() bool {
+				data, _ := jsonMarshal(envelope("after"))
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				_, err := js.Publish(ctx, testSubject, data, jetstream.WithMsgID("after"))
+				return err == nil
+			})
+			natstest.Eventually(t, 20*time.Second, "after done", func() bool {
+				return len(resultsOf(results(t, js), "after", schemas.OutcomeSucceeded)) == 1
+			})
+		})
 	}
 }

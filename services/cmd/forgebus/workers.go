@@ -89,7 +89,7 @@ func newEnvsyncWorker(p *platform.Platform) (runtime.Worker, error) {
 // workerRunner builds the named worker on p and returns it as a runner.
 func workerRunner(p *platform.Platform, name string) (runner, error) {
 	if name == auditWorker {
-		w, err := audit.New(p.Broker.JS, audit.Config{}, p.Log.With().Str("worker", auditWorker).Logger(), p.Registry)
+		w, err := audit.New(p.Broker.JS, audit.Config{}, p.Log, p.Registry) // audit.New names the worker in its log lines
 		if err != nil {
 			return runner{}, err
 		}
