@@ -60,7 +60,7 @@ func DecodeConfig(node *yaml.Node) (Config, error) {
 		doc = doc.Content[0]
 	}
 	if doc == nil || doc.Kind != yaml.MappingNode {
-		return cfg, fmt.Errorf("%w: want a mapping with rules:", ErrConfig)
+		return cfg, fmt.Errorf("%w: want a mapping with a rules key", ErrConfig)
 	}
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		if doc.Content[i].Value != "rules" {

@@ -103,7 +103,6 @@ type target struct {
 	branchDir     string // <repoDir>/<escaped branch>
 	metaDir       string // <repoDir>/.forgebus (locks, tombstones)
 	seg           string
-	defaultBranch string
 }
 
 func (w *Worker) findRule(repo, branch, defaultBranch string) *Rule {

@@ -135,8 +135,8 @@ func TestPanicIsAFailureWithStack(t *testing.T) {
 	s.MaxDeliver = 1
 	start(t, js, Worker{Name: "panicky", Subjects: []string{"forge.>"}, Settings: s,
 		Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
-			var m map[string]int
-			m["boom"]++ // nil map: panics
+			var p *Report
+			_ = p.Detail // nil pointer: panics
 			return Report{}, nil
 		})})
 	publish(t, js, envelope("ev-p"), "")

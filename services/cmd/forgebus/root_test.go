@@ -29,7 +29,7 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var got config.Config
 			root := newRoot(&bytes.Buffer{}, &bytes.Buffer{})
-			probe := &cobra.Command{Use: "probe", RunE: func(cmd *cobra.Command, _ []string) error {
+			probe := &cobra.Command{Use: "config-probe", RunE: func(cmd *cobra.Command, _ []string) error {
 				var err error
 				got, err = loadConfig(cmd)
 				return err
@@ -37,7 +37,7 @@ func TestFlagsOverrideEnv(t *testing.T) {
 			addFlag(probe, "http-addr", "")
 			addFlag(probe, "instance", "")
 			root.AddCommand(probe)
-			root.SetArgs(append([]string{"probe"}, tc.args...))
+			root.SetArgs(append([]string{"config-probe"}, tc.args...))
 			if err := root.Execute(); err != nil {
 				t.Fatal(err)
 			}
