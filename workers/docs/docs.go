@@ -96,13 +96,13 @@ func skipped(why string) runtime.Report {
 
 // target is one branch of one repository under one rule, checked safe.
 type target struct {
-	rule          *Rule
-	owner, name   string
-	branch        string
-	repoDir       string // <root>/<owner>/<name>
-	branchDir     string // <repoDir>/<escaped branch>
-	metaDir       string // <repoDir>/.forgebus (locks, tombstones)
-	seg           string
+	rule        *Rule
+	owner, name string
+	branch      string
+	repoDir     string // <root>/<owner>/<name>
+	branchDir   string // <repoDir>/<escaped branch>
+	metaDir     string // <repoDir>/.forgebus (locks, tombstones)
+	seg         string
 }
 
 func (w *Worker) findRule(repo, branch, defaultBranch string) *Rule {

@@ -1,7 +1,6 @@
 package envsync
 
 import (
-	"bytes"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/bmatcuk/doublestar/v4"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/forgebus/forgebus/workers/runtime"
 )
 
 // DefaultBucket is the KV bucket of a rule that names none.
@@ -66,31 +67,11 @@ func DecodeConfig(node *yaml.Node) (Config, error) {
 	if node == nil {
 		return cfg, fmt.Errorf("%w: empty document", ErrConfig)
 	}
-	doc := node
-	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
-		doc = doc.Content[0]
+	if err := runtime.DecodeSectionKey(node, "rules", &cfg.Rules); err != nil {
+		return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if doc.Kind != yaml.MappingNode {
-		return cfg, fmt.Errorf("%w: want a mapping", ErrConfig)
-	}
-	for i := 0; i+1 < len(doc.Content); i += 2 {
-		k, v := doc.Content[i].Value, doc.Content[i+1]
-		switch k {
-		case "rules":
-			raw, err := yaml.Marshal(v)
-			if err != nil {
-				return cfg, fmt.Errorf("%w: rules: %v", ErrConfig, err)
-			}
-			dec := yaml.NewDecoder(bytes.NewReader(raw))
-			dec.KnownFields(true)
-			if err := dec.Decode(&cfg.Rules); err != nil {
-				return cfg, fmt.Errorf("%w: rules: %v", ErrConfig, err)
-			}
-		case "claim_ttl":
-			if err := v.Decode(&cfg.ClaimTTL); err != nil {
-				return cfg, fmt.Errorf("%w: claim_ttl: %v", ErrConfig, err)
-			}
-		}
+	if err := runtime.DecodeSectionKey(node, "claim_ttl", &cfg.ClaimTTL); err != nil {
+		return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return cfg, cfg.Validate()
 }

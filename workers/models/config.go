@@ -1,13 +1,14 @@
 package models
 
 import (
-	"bytes"
 	"fmt"
 	"net/url"
 	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/forgebus/forgebus/workers/runtime"
 )
 
 // DefaultPostTimeout is a POST's timeout when the rule names none.
@@ -63,26 +64,8 @@ type Command struct {
 // its defaults filled in.
 func DecodeConfig(node *yaml.Node) (Config, error) {
 	var cfg Config
-	doc := node
-	if doc != nil && doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
-		doc = doc.Content[0]
-	}
-	if doc == nil || doc.Kind != yaml.MappingNode {
-		return cfg, fmt.Errorf("%w: want a mapping with a rules key", ErrConfig)
-	}
-	for i := 0; i+1 < len(doc.Content); i += 2 {
-		if doc.Content[i].Value != "rules" {
-			continue
-		}
-		raw, err := yaml.Marshal(doc.Content[i+1])
-		if err != nil {
-			return cfg, fmt.Errorf("%w: rules: %w", ErrConfig, err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		dec.KnownFields(true)
-		if err := dec.Decode(&cfg.Rules); err != nil {
-			return cfg, fmt.Errorf("%w: rules: %w", ErrConfig, err)
-		}
+	if err := runtime.DecodeSectionKey(node, "rules", &cfg.Rules); err != nil {
+		return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, err

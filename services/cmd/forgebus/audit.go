@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/forgebus/forgebus/schemas"
-	"github.com/forgebus/forgebus/services/broker"
 	"github.com/forgebus/forgebus/workers/audit"
 )
 
@@ -38,36 +36,6 @@ never start a server of their own.`,
 	}
 	cmd.AddCommand(newAuditVerifyCmd(), newAuditExportCmd(), newAuditQueryCmd())
 	return cmd
-}
-
-// auditConnect connects as a client for the audit commands.
-func auditConnect(cmd *cobra.Command, role string) (*broker.Broker, error) {
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return nil, err
-	}
-	// The audit commands handle no webhook: the secret settings do not matter.
-	check := cfg
-	check.Gogs.AllowUnsigned = true
-	if err := check.Validate(); err != nil {
-		return nil, usage(err)
-	}
-	log, err := newLogger(cmd, cfg)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-	defer cancel()
-	b, err := broker.Connect(ctx, cfg, log, broker.ClientOnly(), broker.WithRole(role))
-	if err != nil {
-		return nil, fmt.Errorf("%w (is forgebus running?)", err)
-	}
-	return b, nil
-}
-
-func addClientFlags(cmd *cobra.Command) {
-	addFlag(cmd, "nats-url", "NATS server URLs")
-	addFlag(cmd, "nats-listen", "address of a running forgebus's embedded NATS")
 }
 
 func auditStreamErr(err error) error {
@@ -102,7 +70,7 @@ record that does not.`,
 				defer f.Close()
 				n, err = audit.Verify(f)
 			} else {
-				b, cerr := auditConnect(cmd, "audit-verify")
+				b, cerr := connectClient(cmd, "audit-verify")
 				if cerr != nil {
 					return cerr
 				}
@@ -172,7 +140,7 @@ repository. An export without filters can be checked with
 				return usage(err)
 			}
 			f.Repo = repo
-			b, err := auditConnect(cmd, "audit-export")
+			b, err := connectClient(cmd, "audit-export")
 			if err != nil {
 				return err
 			}
@@ -208,7 +176,7 @@ func newAuditQueryCmd() *cobra.Command {
 			if err != nil {
 				return usage(err)
 			}
-			b, err := auditConnect(cmd, "audit-query")
+			b, err := connectClient(cmd, "audit-query")
 			if err != nil {
 				return err
 			}

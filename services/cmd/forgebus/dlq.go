@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/forgebus/forgebus/schemas"
-	"github.com/forgebus/forgebus/services/broker"
 	"github.com/forgebus/forgebus/workers/runtime"
 )
 
@@ -41,35 +40,6 @@ running forgebus at nats://FORGEBUS_NATS_LISTEN.`,
 	return cmd
 }
 
-// dlqConnect connects as a client for the dlq commands.
-func dlqConnect(cmd *cobra.Command) (*broker.Broker, error) {
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return nil, err
-	}
-	check := cfg
-	check.Gogs.AllowUnsigned = true // no webhook here: secrets do not matter
-	if err := check.Validate(); err != nil {
-		return nil, usage(err)
-	}
-	log, err := newLogger(cmd, cfg)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-	defer cancel()
-	b, err := broker.Connect(ctx, cfg, log, broker.ClientOnly(), broker.WithRole("dlq"))
-	if err != nil {
-		return nil, fmt.Errorf("%w (is forgebus running?)", err)
-	}
-	return b, nil
-}
-
-func dlqClientFlags(cmd *cobra.Command) {
-	addFlag(cmd, "nats-url", "NATS server URLs")
-	addFlag(cmd, "nats-listen", "address of a running forgebus's embedded NATS")
-}
-
 func dlqStreamErr(err error) error {
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("%w: stream %s (has forgebus run against this NATS?)", err, schemas.StreamDLQ)
@@ -85,7 +55,7 @@ func newDLQListCmd() *cobra.Command {
 		Short: "List the dead letters, oldest first: sequence, event id, repo, worker, attempts, time, error",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, err := dlqConnect(cmd)
+			b, err := connectClient(cmd, "dlq")
 			if err != nil {
 				return err
 			}
@@ -102,7 +72,7 @@ func newDLQListCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&worker, "worker", "", "only this worker's dead letters")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line instead of a table")
-	dlqClientFlags(cmd)
+	addClientFlags(cmd)
 	return cmd
 }
 
@@ -189,7 +159,7 @@ worker's).`,
 				}
 				seqs = append(seqs, n)
 			}
-			b, err := dlqConnect(cmd)
+			b, err := connectClient(cmd, "dlq")
 			if err != nil {
 				return err
 			}
@@ -209,7 +179,7 @@ worker's).`,
 	}
 	cmd.Flags().StringVar(&worker, "worker", "", "with --all: only this worker's dead letters")
 	cmd.Flags().BoolVar(&all, "all", false, "replay every dead letter")
-	dlqClientFlags(cmd)
+	addClientFlags(cmd)
 	return cmd
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/forgebus/forgebus/schemas"
-	"github.com/forgebus/forgebus/services/broker"
 )
 
 func init() { register(newEventsCmd) }
@@ -51,16 +50,6 @@ to FORGEBUS_NATS_URL or, when unset, to the embedded server of a running
 starts a server of its own. By default it shows only new events.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			// tail handles no webhook: the secret settings do not matter.
-			check := cfg
-			check.Gogs.AllowUnsigned = true
-			if err := check.Validate(); err != nil {
-				return usage(err)
-			}
 			if o.since < 0 {
 				return usage(errors.New("--since must not be negative"))
 			}
@@ -70,26 +59,19 @@ starts a server of its own. By default it shows only new events.`,
 			if err := checkSubject(o.subject); err != nil {
 				return usage(err)
 			}
-			log, err := newLogger(cmd, cfg)
+			b, err := connectClient(cmd, "events-tail")
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			b, err := broker.Connect(cctx, cfg, log, broker.ClientOnly(), broker.WithRole("events-tail"))
-			cancel()
-			if err != nil {
-				return fmt.Errorf("%w (is 'forgebus dev' or 'forgebus ingest' running?)", err)
-			}
 			defer b.Close()
+			ctx := cmd.Context()
 			return tail(ctx, b.JS, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&o.subject, "subject", schemas.EventsRoot+".>", "subject filter, e.g. forge.gogs.push.>")
 	cmd.Flags().DurationVar(&o.since, "since", 0, "start with the events of the last DURATION, e.g. 10m")
 	cmd.Flags().BoolVar(&o.all, "all", false, "print every stored event first")
-	addFlag(cmd, "nats-url", "NATS server URLs")
-	addFlag(cmd, "nats-listen", "address of the dev server's embedded NATS")
+	addClientFlags(cmd)
 	return cmd
 }
 

@@ -59,10 +59,8 @@ settings and, under runtime: and policy:, the runtime's.`,
 				return err
 			}
 			// A worker handles no webhook: the secret settings do not matter.
-			check := cfg
-			check.Gogs.AllowUnsigned = true
-			if err := check.Validate(); err != nil {
-				return usage(err)
+			if err := validateNoWebhook(cfg); err != nil {
+				return err
 			}
 			log, err := newLogger(cmd, cfg)
 			if err != nil {
