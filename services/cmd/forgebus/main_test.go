@@ -345,7 +345,7 @@ func TestCommandErrors(t *testing.T) {
 		{name: "unknown flag", args: []string{"ingest", "--nope"}, wantCode: 2, wantErr: "unknown flag"},
 		{name: "bad env value", env: []string{"FORGEBUS_PUBLISH_TIMEOUT=soon"}, args: []string{"ingest"}, wantCode: 2, wantErr: "FORGEBUS_PUBLISH_TIMEOUT"},
 		{name: "secret in config file", env: []string{"FORGEBUS_CONFIG=" + writeTemp(t, "gogs:\n  secrets: [x]\n")}, args: []string{"ingest"}, wantCode: 2, wantErr: "secrets come from the environment"},
-		{name: "tail with nothing to tail", env: []string{"FORGEBUS_NATS_LISTEN=" + freeAddr(t)}, args: []string{"events", "tail"}, wantCode: 1, wantErr: "is 'forgebus dev' or 'forgebus ingest' running?"},
+		{name: "tail with nothing to tail", env: []string{"FORGEBUS_NATS_LISTEN=" + freeAddr(t)}, args: []string{"events", "tail"}, wantCode: 1, wantErr: "or a worker running against this NATS?"},
 		{name: "tail bad subject", args: []string{"events", "tail", "--subject", "forgebus.audit"}, wantCode: 2, wantErr: "forge.>"},
 		{
 			name: "embedded NATS port taken",
