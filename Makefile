@@ -21,7 +21,7 @@ build:
 
 ## run: build, then run everything in one process (embedded NATS, ingest, workers)
 run: build
-	bin/forgebus dev
+	FORGEBUS_CONFIG="$${FORGEBUS_CONFIG:-examples/forgebus.yaml}" FORGEBUS_GOGS_URL="$${FORGEBUS_GOGS_URL:-http://127.0.0.1:3000}" bin/forgebus dev
 
 ## test: every module's tests, then a short run of every fuzz target
 test: test-unit fuzz-short
@@ -67,3 +67,11 @@ check-modules:
 
 clean:
 	rm -rf bin
+
+.PHONY: test-faults
+
+## test-faults: fault test on a local three-node cluster: 5,000 signed webhooks
+## while a worker replica, a NATS node and an ingest are SIGKILLed and restarted
+## (about 2 minutes; see scripts/faults/README.md)
+test-faults: build
+	go run ./services/cmd/forgebus-faults -bin bin/forgebus

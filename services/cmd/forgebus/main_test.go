@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/natstest"
 )

@@ -103,7 +103,7 @@ func workerRunner(p *platform.Platform, name string) (runner, error) {
 	if err != nil {
 		return runner{}, err
 	}
-	rt, err := runtime.New(p.Broker.JS, w, p.Log.With().Str("worker", name).Logger(), p.Registry)
+	rt, err := runtime.New(p.Broker.JS, w, p.Log, p.Registry) // runtime.New names the worker in its log lines
 	if err != nil {
 		return runner{}, usage(err)
 	}

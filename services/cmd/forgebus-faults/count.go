@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/forgebus/forgebus/schemas"
+)
+
+// readStream calls f with every message of stream, in order, up to its
+// last sequence at the time of the call.
+func readStream(ctx context.Context, js jetstream.JetStream, stream string, f func(jetstream.Msg) error) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %s info: %w", stream, err)
+	}
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", stream, err)
+	}
+	for {
+		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			if err := f(m); err != nil {
+				return err
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("read %s: %w", stream, err)
+			}
+			if md.Sequence.Stream >= last {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("read %s: stopped before sequence %d: %w", stream, last, errTimeout)
+		}
+	}
+}
+
+// counts is what the streams and the effect receiver hold after the run.
+type counts struct {
+	events       map[string]int             // FORGE_EVENTS messages per Nats-Msg-Id
+	terminal     map[string]map[string]int  // worker -> event id -> terminal results, duplicates excluded
+	dupOutcome   map[string]int             // worker -> "duplicate" results (redelivered after success)
+	dupIDs       map[string]map[string]bool // worker -> event ids with a "duplicate" result
+	outcomes     map[string]map[schemas.Outcome]int
+	deadLetters  map[string]int // worker -> FORGE_DLQ messages
+	auditEvents  map[string]int // event id -> audit records of kind event
+	auditRecords int
+	resultsMsgs  int
+	dlqMsgs      int
+}
+
+func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) {
+	c := &counts{
+		dupIDs: map[string]map[string]bool{},
+		events: map[string]int{}, terminal: map[string]map[string]int{}, dupOutcome: map[string]int{},
+		outcomes: map[string]map[schemas.Outcome]int{}, deadLetters: map[string]int{}, auditEvents: map[string]int{},
+	}
+	err := readStream(ctx, js, schemas.StreamEvents, func(m jetstream.Msg) error {
+		c.events[m.Headers().Get(jetstream.MsgIDHeader)]++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = readStream(ctx, js, schemas.StreamResults, func(m jetstream.Msg) error {
+		c.resultsMsgs++
+		var r schemas.Result
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			return fmt.Errorf("decode result: %w", err)
+		}
+		if c.outcomes[r.Worker] == nil {
+			c.outcomes[r.Worker] = map[schemas.Outcome]int{}
+			c.terminal[r.Worker] = map[string]int{}
+			c.dupIDs[r.Worker] = map[string]bool{}
+		}
+		c.outcomes[r.Worker][r.Outcome]++
+		switch {
+		case r.Outcome == schemas.OutcomeDuplicate:
+			c.dupOutcome[r.Worker]++
+			c.dupIDs[r.Worker][r.EventID] = true
+		case r.Outcome.Terminal():
+			c.terminal[r.Worker][r.EventID]++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = readStream(ctx, js, schemas.StreamDLQ, func(m jetstream.Msg) error {
+		c.dlqMsgs++
+		var d schemas.DeadLetter
+		if err := json.Unmarshal(m.Data(), &d); err != nil {
+			return fmt.Errorf("decode dead letter: %w", err)
+		}
+		c.deadLetters[d.Worker]++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = readStream(ctx, js, schemas.StreamAudit, func(m jetstream.Msg) error {
+		c.auditRecords++
+		var r schemas.AuditRecord
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			return fmt.Errorf("decode audit record: %w", err)
+		}
+		if r.Kind == schemas.AuditKindEvent {
+			c.auditEvents[r.EventID]++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// drained waits until every consumer of the given streams has nothing
+// pending and nothing waiting for an ack.
+func drained(ctx context.Context, js jetstream.JetStream, streams []string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	var last string
+	quiet := 0
+	for time.Now().Before(deadline) {
+		busy := ""
+		for _, name := range streams {
+			s, err := js.Stream(ctx, name)
+			if err != nil {
+				busy = fmt.Sprintf("%s: %v", name, err)
+				break
+			}
+			l := s.ListConsumers(ctx)
+			for ci := range l.Info() {
+				if ci.NumPending > 0 || ci.NumAckPending > 0 {
+					busy = fmt.Sprintf("%s/%s pending=%d ack_pending=%d", name, ci.Name, ci.NumPending, ci.NumAckPending)
+					break
+				}
+			}
+			if err := l.Err(); err != nil && busy == "" {
+				busy = fmt.Sprintf("%s consumers: %v", name, err)
+			}
+			if busy != "" {
+				break
+			}
+		}
+		if busy == "" {
+			quiet++
+			if quiet >= 3 {
+				return nil
+			}
+		} else {
+			quiet = 0
+			last = busy
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("consumers not drained after %s (%s): %w", d, last, errTimeout)
+}
