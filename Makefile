@@ -11,7 +11,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 5s
 
-.PHONY: all build run test test-unit test-race fuzz-short lint vet staticcheck bench check-modules clean
+.PHONY: all build run test test-unit test-race fuzz-short lint fmt-check vet staticcheck bench check-modules clean
 
 all: build
 
@@ -45,7 +45,10 @@ fuzz-short:
 	done
 
 ## lint: go vet and staticcheck on every module
-lint: vet staticcheck
+lint: fmt-check vet staticcheck
+
+fmt-check:
+	@out=$$(gofmt -l $(MODDIRS)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 vet:
 	go vet $(PKGS)

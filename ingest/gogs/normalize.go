@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	json "github.com/goccy/go-json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -13,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	json "github.com/goccy/go-json"
 	"github.com/google/uuid"
 
 	"github.com/forgebus/forgebus/schemas"

@@ -59,11 +59,11 @@ func post(ctx context.Context, req request, n, clients int) (loadResult, error) 
 	client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
 
 	var (
-		next    atomic.Int64
-		mu      sync.Mutex
-		res     = loadResult{codes: map[int]int{}, lat: make([]time.Duration, 0, n)}
+		next     atomic.Int64
+		mu       sync.Mutex
+		res      = loadResult{codes: map[int]int{}, lat: make([]time.Duration, 0, n)}
 		firstErr error
-		wg      sync.WaitGroup
+		wg       sync.WaitGroup
 	)
 	start := time.Now()
 	for range clients {
