@@ -27,10 +27,15 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, f fu
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	// A plain ephemeral consumer, no acks, one replica, in memory.
+	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		AckPolicy: jetstream.AckNonePolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+		InactiveThreshold: time.Minute, Replicas: 1, MemoryStorage: true,
+	})
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
+	defer func() { _ = s.DeleteConsumer(context.WithoutCancel(ctx), c.CachedInfo().Name) }()
 	for {
 		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {

@@ -59,7 +59,7 @@ func (e *env) faults(ctx context.Context) error {
 		if c, err = countStreams(ctx, e.js); err == nil {
 			break
 		}
-		if try == 5 || ctx.Err() != nil {
+		if try == 8 || ctx.Err() != nil {
 			return err
 		}
 		fmt.Printf("count: %v; again in 2s\n", err)
