@@ -4,6 +4,7 @@
 package natstest
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/forgebus/forgebus/schemas"
 )
 
 // Server is a running test server. Stop and Start it again with
@@ -117,5 +120,23 @@ func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() boo
 			t.Fatalf("timed out after %s: %s", timeout, msg)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Streams creates FORGE_EVENTS, FORGE_RESULTS and FORGE_DLQ with the
+// subjects forgebus provisions them with (one replica, file storage, a
+// one-hour duplicate window), for tests of what crosses the broker.
+func Streams(t testing.TB, js jetstream.JetStream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: schemas.StreamEvents, Subjects: schemas.EventsSubjects, Duplicates: time.Hour},
+		{Name: schemas.StreamResults, Subjects: schemas.ResultsSubjects},
+		{Name: schemas.StreamDLQ, Subjects: schemas.DLQSubjects},
+	} {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			t.Fatalf("natstest: stream %s: %v", sc.Name, err)
+		}
 	}
 }

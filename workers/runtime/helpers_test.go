@@ -21,23 +21,8 @@ func broker(t testing.TB) (*natstest.Server, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	srv := natstest.Run(t)
 	nc, js := srv.Connect(t)
-	createStreams(t, js)
+	natstest.Streams(t, js)
 	return srv, nc, js
-}
-
-func createStreams(t testing.TB, js jetstream.JetStream) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, sc := range []jetstream.StreamConfig{
-		{Name: schemas.StreamEvents, Subjects: schemas.EventsSubjects, Duplicates: time.Hour},
-		{Name: schemas.StreamResults, Subjects: schemas.ResultsSubjects},
-		{Name: schemas.StreamDLQ, Subjects: schemas.DLQSubjects},
-	} {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			t.Fatalf("stream %s: %v", sc.Name, err)
-		}
-	}
 }
 
 // fastSettings are settings for tests: short waits, no in-process retry.

@@ -57,20 +57,7 @@ func Settings() runtime.Settings {
 
 // Streams creates FORGE_EVENTS, FORGE_RESULTS and FORGE_DLQ as forgebus
 // provisions them, for tests.
-func Streams(t testing.TB, js jetstream.JetStream) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, sc := range []jetstream.StreamConfig{
-		{Name: schemas.StreamEvents, Subjects: schemas.EventsSubjects, Duplicates: time.Hour},
-		{Name: schemas.StreamResults, Subjects: schemas.ResultsSubjects},
-		{Name: schemas.StreamDLQ, Subjects: schemas.DLQSubjects},
-	} {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			t.Fatalf("runtimetest: stream %s: %v", sc.Name, err)
-		}
-	}
-}
+func Streams(t testing.TB, js jetstream.JetStream) { natstest.Streams(t, js) }
 
 // errInjected is the transient failure the suite injects.
 var errInjected = errors.New("runtimetest: injected transient failure")
