@@ -120,7 +120,9 @@ func newIngestService(p *platform.Platform) (*ingestService, error) {
 		log.Warn().Msg("FORGEBUS_ALLOW_UNSIGNED is on: deliveries without a signature are accepted")
 	}
 	s.mux = p.Mux()
-	s.mux.Handle("POST "+hooksPath, h)
+	// No method in the pattern: the handler answers other methods with its
+	// own JSON 405.
+	s.mux.Handle(hooksPath, h)
 	return s, nil
 }
 

@@ -226,6 +226,15 @@ func TestDevEndToEnd(t *testing.T) {
 		}
 		return httpStatus(base+"/readyz") == http.StatusOK
 	})
+	// Other methods get ingest's own JSON answer, not the mux's plain text.
+	if resp, err := http.Get(base + "/hooks/gogs"); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("GET /hooks/gogs = %d %q, want 405 application/json", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
 	out := dev.stdout.String()
 	if !strings.Contains(out, base+"/hooks/gogs") {
 		t.Errorf("dev did not print the hook URL %s:\n%s", base+"/hooks/gogs", out)
