@@ -40,6 +40,12 @@ type job struct {
 	rule    string
 	report  Report
 	tries   int
+	// unpublished is the idempotency record of an earlier delivery of this
+	// same message: its effect was done and recorded, but its result may
+	// not have been published (the publish failed and the message was
+	// nak'ed). finish publishes that result again under its first
+	// Nats-Msg-Id, so it is stored once, whether or not it landed before.
+	unpublished *idemRecord
 }
 
 // settle is the outermost middleware: it decodes the envelope, keeps the
@@ -168,6 +174,12 @@ func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
+		if found && rec.Seq == j.d.seq {
+			j.unpublished = &rec
+			j.outcome = rec.Outcome
+			j.log.Info().Str("first_outcome", string(rec.Outcome)).Int("first_attempt", rec.Attempt).Msg("redelivery of a recorded job: its result is published again")
+			return nil, nil
+		}
 		if found {
 			j.outcome = schemas.OutcomeDuplicate
 			j.log.Debug().Str("first_outcome", string(rec.Outcome)).Uint64("first_seq", rec.Seq).Msg("duplicate")
@@ -272,7 +284,11 @@ func (r *Runtime) finish(j *job, herr error) {
 		if outcome == "" {
 			outcome = schemas.OutcomeSucceeded
 		}
-		if err := r.publishResult(ctx, j, outcome, nil); err != nil {
+		publish := func() error { return r.publishResult(ctx, j, outcome, nil) }
+		if j.unpublished != nil {
+			publish = func() error { return r.publishResultAt(ctx, j, j.unpublished.Attempt, outcome, nil) }
+		}
+		if err := publish(); err != nil {
 			r.nakAfterPublishError(j, err)
 			return
 		}
@@ -311,7 +327,8 @@ func (r *Runtime) ack(j *job) {
 }
 
 // nakAfterPublishError naks a delivery whose outcome could not be
-// published: it comes back, and is then a duplicate if its effect was done.
+// published: it comes back, and its recorded outcome is then published
+// again (see job.unpublished).
 func (r *Runtime) nakAfterPublishError(j *job, err error) {
 	j.log.Error().Err(err).Msg("publish outcome, nak")
 	if nerr := j.d.nak(r.w.Settings.nakDelay(j.d.attempt)); nerr != nil {

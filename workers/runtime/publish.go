@@ -17,12 +17,21 @@ import (
 // published again after a crash between publish and ack, is stored once.
 // The stream sequence tells a replay (a new message) from a redelivery.
 func (r *Runtime) msgID(j *job, kind string) string {
-	return r.w.Name + ":" + j.ev.ID + ":" + strconv.FormatUint(j.d.seq, 10) + ":" + strconv.Itoa(j.d.attempt) + ":" + kind
+	return r.msgIDAt(j, j.d.attempt, kind)
+}
+
+func (r *Runtime) msgIDAt(j *job, attempt int, kind string) string {
+	return r.w.Name + ":" + j.ev.ID + ":" + strconv.FormatUint(j.d.seq, 10) + ":" + strconv.Itoa(attempt) + ":" + kind
 }
 
 // publishResult publishes j's outcome on FORGE_RESULTS and waits for the
 // ack.
 func (r *Runtime) publishResult(ctx context.Context, j *job, outcome schemas.Outcome, herr error) error {
+	return r.publishResultAt(ctx, j, j.d.attempt, outcome, herr)
+}
+
+// publishResultAt publishes j's outcome as the outcome of delivery attempt.
+func (r *Runtime) publishResultAt(ctx context.Context, j *job, attempt int, outcome schemas.Outcome, herr error) error {
 	now := time.Now().UTC()
 	res := schemas.Result{
 		Worker:     r.w.Name,
@@ -31,7 +40,7 @@ func (r *Runtime) publishResult(ctx context.Context, j *job, outcome schemas.Out
 		Repo:       j.ev.Repo,
 		Subject:    j.ev.Subject,
 		Outcome:    outcome,
-		Attempt:    j.d.attempt,
+		Attempt:    attempt,
 		DurationMS: float64(now.Sub(j.started).Microseconds()) / 1000,
 		Error:      errorText(herr),
 		Rule:       j.rule,
@@ -44,7 +53,7 @@ func (r *Runtime) publishResult(ctx context.Context, j *job, outcome schemas.Out
 		return fmt.Errorf("encode result: %w", err)
 	}
 	owner, repo := j.address()
-	return r.publish(ctx, schemas.ResultSubject(r.w.Name, owner, repo), data, r.msgID(j, string(outcome)), schemas.StreamResults)
+	return r.publish(ctx, schemas.ResultSubject(r.w.Name, owner, repo), data, r.msgIDAt(j, attempt, string(outcome)), schemas.StreamResults)
 }
 
 // publishDeadLetter publishes j's event with herr on FORGE_DLQ and waits

@@ -468,3 +468,61 @@ func TestSurvivesBrokerRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestResultPublishFailsAfterEffect: the effect is done and recorded, but
+// publishing its result fails (FORGE_RESULTS is gone for a moment, as when
+// its leader dies), so the message is nak'ed. The redelivery must publish
+// the recorded result, once and as attempt 1, and not run the effect again:
+// the event ends with exactly one succeeded result and no duplicate.
+func TestResultPublishFailsAfterEffect(t *testing.T) {
+	_, _, js := broker(t)
+	calls := newCounter()
+	s := fastSettings()
+	// The stream is back (1.5 s) before the redelivery (2 s), and gone for
+	// longer than the publish's own retries on no responders.
+	s.NakDelays = []time.Duration{2 * time.Second}
+	start(t, js, Worker{Name: "recorded", Subjects: []string{"forge.>"}, Settings: s,
+		Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
+			if calls.inc(ev.ID) == 1 {
+				if err := js.DeleteStream(ctx, schemas.StreamResults); err != nil {
+					return Report{}, err
+				}
+				go func() {
+					time.Sleep(1500 * time.Millisecond)
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: schemas.StreamResults, Subjects: schemas.ResultsSubjects}); err != nil {
+						t.Errorf("recreate results stream: %v", err)
+					}
+				}()
+			}
+			return Report{}, nil
+		})})
+	publish(t, js, envelope("ev-r"), "")
+	natstest.Eventually(t, 10*time.Second, "a result for ev-r", func() bool {
+		info, err := js.Stream(context.Background(), schemas.StreamResults)
+		return err == nil && info.CachedInfo().State.Msgs > 0
+	})
+	natstest.Eventually(t, 10*time.Second, "the consumer settled every delivery", func() bool {
+		c, err := js.Consumer(context.Background(), schemas.StreamEvents, "recorded")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0
+	})
+	rs := results(t, js)
+	ok := resultsOf(rs, "ev-r", schemas.OutcomeSucceeded)
+	if len(ok) != 1 || ok[0].Attempt != 1 {
+		t.Fatalf("succeeded results = %+v, want one, attempt 1", ok)
+	}
+	if dup := resultsOf(rs, "ev-r", schemas.OutcomeDuplicate); len(dup) != 0 {
+		t.Errorf("duplicate results = %+v, want none", dup)
+	}
+	if got := calls.get("ev-r"); got != 1 {
+		t.Errorf("handler calls = %d, want 1 (the effect runs once)", got)
+	}
+	if n := streamCount(t, js, schemas.StreamDLQ); n != 0 {
+		t.Errorf("dlq has %d messages", n)
+	}
+}

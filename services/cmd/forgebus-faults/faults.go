@@ -132,10 +132,14 @@ func (e *env) report(hooks []hook, lr loadResult, c *counts, verifyOut string, v
 	// models: exactly one terminal result (duplicates aside) per stored event.
 	const worker = "models"
 	missing, multi, onlyDup := 0, 0, 0
+	var sample []string
 	for id := range c.events {
 		switch n := c.terminal[worker][id]; {
 		case n == 0 && c.dupIDs[worker][id]:
 			onlyDup++
+			if len(sample) < 3 {
+				sample = append(sample, id)
+			}
 		case n == 0:
 			missing++
 		case n > 1:
@@ -146,7 +150,8 @@ func (e *env) report(hooks []hook, lr loadResult, c *counts, verifyOut string, v
 		fail("%s: %d stored events have no terminal result", worker, missing)
 	}
 	if onlyDup > 0 {
-		fail("%s: %d events have only a %q result: their real outcome was never published to %s", worker, onlyDup, schemas.OutcomeDuplicate, schemas.StreamResults)
+		fail("%s: %d events have only a %q result: their real outcome was never published to %s (e.g. event_id %s)",
+			worker, onlyDup, schemas.OutcomeDuplicate, schemas.StreamResults, strings.Join(sample, ", "))
 	}
 	if multi > 0 {
 		fail("%s: %d events have more than one terminal result", worker, multi)

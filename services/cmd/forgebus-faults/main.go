@@ -67,7 +67,7 @@ func findRoot() (string, error) {
 	}
 }
 
-func run(ctx context.Context, o options) error {
+func run(ctx context.Context, o options) (err error) {
 	if o.root == "" {
 		r, err := findRoot()
 		if err != nil {
@@ -91,13 +91,25 @@ func run(ctx context.Context, o options) error {
 	e := &env{opts: o, dir: dir}
 	defer func() {
 		e.close()
-		if o.keep {
+		switch {
+		case o.keep:
 			fmt.Printf("run directory kept: %s\n", dir)
-		} else {
+		case err != nil:
+			// Keep what explains a failure (every process's log, the
+			// nodes' logs), not the stores.
+			_ = os.RemoveAll(filepath.Join(dir, "git"))
+			for n := 1; n <= 3; n++ {
+				_ = os.RemoveAll(filepath.Join(dir, "cluster", fmt.Sprintf("nats-%d", n)))
+			}
+			for _, p := range e.procs {
+				_ = os.RemoveAll(filepath.Join(dir, p.name))
+			}
+			fmt.Printf("logs of the failed run kept in %s\n", dir)
+		default:
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	if err := e.start(ctx); err != nil {
+	if err = e.start(ctx); err != nil {
 		return err
 	}
 	if o.bench {
