@@ -59,9 +59,10 @@ vet:
 staticcheck:
 	go run $(STATICCHECK) $(PKGS)
 
-## bench: the load benchmark
-bench:
+## bench: the load benchmark (one process), then the three-node cluster benchmark
+bench: build
 	go run ./services/cmd/forgebus-bench
+	go run ./services/cmd/forgebus-faults -bin bin/forgebus -bench
 
 ## check-modules: every module builds on its own go.mod (no go.work)
 check-modules:
