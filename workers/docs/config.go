@@ -100,15 +100,3 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
-
-// match reports whether the rule applies to repo and branch.
-func matchRule(repoGlob, branchGlob, repo, branch, defaultBranch string) bool {
-	if ok, _ := doublestar.Match(repoGlob, repo); !ok {
-		return false
-	}
-	if branchGlob == "" {
-		return branch != "" && branch == defaultBranch
-	}
-	ok, _ := doublestar.Match(branchGlob, branch)
-	return ok
-}

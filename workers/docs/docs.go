@@ -108,7 +108,7 @@ type target struct {
 func (w *Worker) findRule(repo, branch, defaultBranch string) *Rule {
 	for i := range w.cfg.Rules {
 		r := &w.cfg.Rules[i]
-		if matchRule(r.Repo, r.Branch, repo, branch, defaultBranch) {
+		if runtime.MatchRule(r.Repo, r.Branch, repo, branch, defaultBranch) {
 			return r
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bmatcuk/doublestar/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -114,17 +113,9 @@ func (w *Worker) Handle(ctx context.Context, ev *schemas.Envelope) (runtime.Repo
 
 	var matched []Rule
 	for _, r := range w.cfg.Rules {
-		if !doublestar.MatchUnvalidated(r.Repo, full) {
-			continue
+		if runtime.MatchRule(r.Repo, r.Branch, full, branch, p.Repository.DefaultBranch) {
+			matched = append(matched, r)
 		}
-		if r.Branch == "" {
-			if branch != p.Repository.DefaultBranch {
-				continue
-			}
-		} else if !doublestar.MatchUnvalidated(r.Branch, branch) {
-			continue
-		}
-		matched = append(matched, r)
 	}
 	if len(matched) == 0 {
 		return runtime.Report{Detail: schemas.Detail{"skipped": "no rule matches"}}, nil

@@ -128,14 +128,7 @@ func (c *Config) Validate() error {
 }
 
 func (r *Rule) matches(repo, branch, defaultBranch string) bool {
-	if ok, _ := doublestar.Match(r.Repo, repo); !ok {
-		return false
-	}
-	if r.Branch == "" {
-		return branch != "" && branch == defaultBranch
-	}
-	ok, _ := doublestar.Match(r.Branch, branch)
-	return ok
+	return runtime.MatchRule(r.Repo, r.Branch, repo, branch, defaultBranch)
 }
 
 // matchPaths returns the paths any of the rule's globs match.

@@ -112,3 +112,17 @@ func match(pat, s string) bool {
 	ok, err := doublestar.Match(pat, s)
 	return err == nil && ok
 }
+
+// MatchRule reports whether a worker's rule, with repoGlob over
+// "owner/name" and branchGlob over the short branch name, applies to a push
+// of branch to repo. An empty branchGlob means the repository's default
+// branch. The globs are doublestar's and validated when the rule is loaded.
+func MatchRule(repoGlob, branchGlob, repo, branch, defaultBranch string) bool {
+	if !doublestar.MatchUnvalidated(repoGlob, repo) {
+		return false
+	}
+	if branchGlob == "" {
+		return branch != "" && branch == defaultBranch
+	}
+	return doublestar.MatchUnvalidated(branchGlob, branch)
+}
