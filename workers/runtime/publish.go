@@ -13,13 +13,10 @@ import (
 	"github.com/forgebus/forgebus/schemas"
 )
 
-// msgID is the Nats-Msg-Id of an outcome: the same delivery's outcome,
-// published again after a crash between publish and ack, is stored once.
-// The stream sequence tells a replay (a new message) from a redelivery.
-func (r *Runtime) msgID(j *job, kind string) string {
-	return r.msgIDAt(j, j.d.attempt, kind)
-}
-
+// msgIDAt is the Nats-Msg-Id of an outcome of delivery attempt: the same
+// delivery's outcome, published again after a crash between publish and
+// ack, is stored once. The stream sequence tells a replay (a new message)
+// from a redelivery.
 func (r *Runtime) msgIDAt(j *job, attempt int, kind string) string {
 	return r.w.Name + ":" + j.ev.ID + ":" + strconv.FormatUint(j.d.seq, 10) + ":" + strconv.Itoa(attempt) + ":" + kind
 }
