@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,27 +82,14 @@ func (c *clusterScript) logs() {
 
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
-// freePortBase finds a base for the script's nine ports (base+0..2,
-// +10..12, +20..22) that are all free on 127.0.0.1 right now.
+// freePortBase finds a base for the script's nine ports.
 func freePortBase(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		base := 20000 + rand.IntN(30000)
-		free := true
-		for _, off := range []int{0, 1, 2, 10, 11, 12, 20, 21, 22} {
-			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+off)))
-			if err != nil {
-				free = false
-				break
-			}
-			ln.Close()
-		}
-		if free {
-			return base
-		}
+	base, err := natstest.ClusterPortBase(rand.IntN(1 << 20))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port range")
-	return 0
+	return base
 }
 
 // buildNATSServer builds nats-server from the services module, as the

@@ -5,7 +5,9 @@ package natstest
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -40,9 +42,9 @@ func Run(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("natstest: server address: %v", err)
 	}
-	var p int
-	for _, c := range port {
-		p = p*10 + int(c-'0')
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatalf("natstest: server port %q: %v", port, err)
 	}
 	s.opts.Port = p
 	t.Cleanup(s.Shutdown)
@@ -63,8 +65,11 @@ func (s *Server) start() {
 	s.srv = srv
 }
 
-// URL is the client URL of the server.
-func (s *Server) URL() string { return s.srv.ClientURL() }
+// URL is the client URL of the server. The port stays the same across
+// [Server.Shutdown] and [Server.Restart], so URL works while it is down.
+func (s *Server) URL() string {
+	return "nats://" + net.JoinHostPort(s.opts.Host, strconv.Itoa(s.opts.Port))
+}
 
 // StoreDir is the server's JetStream store.
 func (s *Server) StoreDir() string { return s.opts.StoreDir }
@@ -139,4 +144,28 @@ func Streams(t testing.TB, js jetstream.JetStream) {
 			t.Fatalf("natstest: stream %s: %v", sc.Name, err)
 		}
 	}
+}
+
+// ClusterPortBase finds a base port for scripts/cluster.sh's nine ports
+// (client base+0..2, cluster +10..12, monitor +20..22) that are all free on
+// 127.0.0.1 now. seed spreads concurrent callers over the range.
+func ClusterPortBase(seed int) (int, error) {
+	for i := range 200 {
+		base := 20000 + (seed*7919+i*131)%30000
+		if portsFree(base, 0, 1, 2, 10, 11, 12, 20, 21, 22) {
+			return base, nil
+		}
+	}
+	return 0, fmt.Errorf("natstest: no free range of cluster ports on 127.0.0.1")
+}
+
+func portsFree(base int, offsets ...int) bool {
+	for _, off := range offsets {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+off)))
+		if err != nil {
+			return false
+		}
+		ln.Close()
+	}
+	return true
 }

@@ -161,7 +161,7 @@ func TestStartAllowNATSDown(t *testing.T) {
 	defer cancel()
 	srv := natstest.Run(t)
 	cfg := config.Default()
-	cfg.NATS.URL = srv.URL() // before Shutdown: URL() needs a running server
+	cfg.NATS.URL = srv.URL()
 	cfg.DataDir = t.TempDir()
 	srv.Shutdown()
 

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/forgebus/forgebus/services/natstest"
 )
 
 // proc is one child process this program started and may kill.
@@ -172,7 +174,7 @@ type cluster struct {
 }
 
 func newCluster(root, dir string) (*cluster, error) {
-	base, err := freePortBase()
+	base, err := natstest.ClusterPortBase(os.Getpid())
 	if err != nil {
 		return nil, err
 	}
@@ -219,25 +221,4 @@ func (c *cluster) killNode(n int) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("nats-%d (pid %d) still alive: %w", n, pid, errTimeout)
-}
-
-// freePortBase finds a base for cluster.sh's nine ports (base+0..2,
-// +10..12, +20..22), all free on 127.0.0.1 now.
-func freePortBase() (int, error) {
-	for i := range 200 {
-		base := 20000 + (os.Getpid()*7919+i*131)%30000
-		free := true
-		for _, off := range []int{0, 1, 2, 10, 11, 12, 20, 21, 22} {
-			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+off)))
-			if err != nil {
-				free = false
-				break
-			}
-			ln.Close()
-		}
-		if free {
-			return base, nil
-		}
-	}
-	return 0, fmt.Errorf("no free port range: %w", errTimeout)
 }
