@@ -8,6 +8,7 @@ require (
 	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/forgebus/forgebus/schemas v0.0.0
 	github.com/forgebus/forgebus/services v0.0.0
+	github.com/goccy/go-json v0.12.0
 	github.com/joho/godotenv v1.5.1
 	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nuid v1.0.1

@@ -7,10 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/schemas"
 )
@@ -77,36 +83,308 @@ type idemRecord struct {
 }
 
 // idempotency remembers the events a worker finished.
+//
+// Lookups of jobs that start at the same time go to the broker together:
+// one multi-subject direct get (the server's "multi_last", nats-server
+// 2.11 and later) answers for all of them, where a get each would cost the
+// broker about as much as each job's own result publish. One batch is in
+// flight at a time; the lookups that arrive meanwhile form the next, so a
+// lone job waits one round trip, as with a plain get, and under load a
+// round trip serves many jobs. A server that refuses the request is asked
+// key by key instead.
 type idempotency struct {
-	kv jetstream.KeyValue
+	kv     jetstream.KeyValue
+	js     jetstream.JetStream
+	nc     *nats.Conn
+	getAPI string // $JS.API.DIRECT.GET.KV_<bucket>
+	prefix string // $KV.<bucket>.
+	inbox  string // _INBOX.<unique>. ; answers arrive on inbox+<token>
+	sub    *nats.Subscription
+	log    zerolog.Logger
+
+	mu       sync.Mutex
+	queue    []*lookup
+	batching bool
+	token    uint64
+	answers  map[string]chan *nats.Msg // by token
+	perKey   bool                      // the server refused a multi get
+
+	batches atomic.Int64 // multi gets sent, for tests
+}
+
+// lookup is one job's question: has the worker finished this key?
+type lookup struct {
+	key   string
+	rec   idemRecord
+	found bool
+	err   error
+	ready chan struct{}
+}
+
+// maxLookupBatch bounds the keys of one multi get (the server answers at
+// most 1024 messages per request).
+const maxLookupBatch = 256
+
+// lookupTimeout bounds one batch's round trip.
+const lookupTimeout = 5 * time.Second
+
+func newIdempotency(js jetstream.JetStream, kv jetstream.KeyValue, log zerolog.Logger) (*idempotency, error) {
+	bucket := kv.Bucket()
+	api := js.Options().APIPrefix
+	if api == "" {
+		api = jetstream.DefaultAPIPrefix
+	}
+	if !strings.HasSuffix(api, ".") {
+		api += "."
+	}
+	s := &idempotency{
+		kv:      kv,
+		js:      js,
+		nc:      js.Conn(),
+		getAPI:  api + "DIRECT.GET.KV_" + bucket,
+		prefix:  "$KV." + bucket + ".",
+		inbox:   nats.NewInbox() + ".",
+		log:     log,
+		answers: map[string]chan *nats.Msg{},
+	}
+	sub, err := s.nc.Subscribe(s.inbox+"*", s.deliver)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency: subscribe: %w", err)
+	}
+	s.sub = sub
+	return s, nil
+}
+
+// close ends the answer subscription.
+func (s *idempotency) close() {
+	if s != nil && s.sub != nil {
+		_ = s.sub.Unsubscribe()
+	}
+}
+
+// deliver routes an answer to the batch waiting for it; answers of a
+// batch that gave up are dropped.
+func (s *idempotency) deliver(m *nats.Msg) {
+	token := strings.TrimPrefix(m.Subject, s.inbox)
+	s.mu.Lock()
+	ch := s.answers[token]
+	s.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- m:
+	default: // more answers than keys: the batch fails on its own count
+	}
 }
 
 // done returns the record of id, or found false when the worker has not
 // finished it.
 func (s *idempotency) done(ctx context.Context, id string) (idemRecord, bool, error) {
-	e, err := s.kv.Get(ctx, IdempotencyKey(id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return idemRecord{}, false, nil
+	l := &lookup{key: IdempotencyKey(id), ready: make(chan struct{})}
+	s.mu.Lock()
+	s.queue = append(s.queue, l)
+	start := !s.batching
+	s.batching = true
+	s.mu.Unlock()
+	if start {
+		go s.drain()
 	}
+	select {
+	case <-l.ready:
+		return l.rec, l.found, l.err
+	case <-ctx.Done():
+		return idemRecord{}, false, fmt.Errorf("idempotency get: %w", ctx.Err())
+	}
+}
+
+// drain resolves queued lookups, a batch at a time, until none is left.
+func (s *idempotency) drain() {
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.batching = false
+			s.mu.Unlock()
+			return
+		}
+		n := min(len(s.queue), maxLookupBatch)
+		batch := slices.Clone(s.queue[:n])
+		s.queue = slices.Delete(s.queue, 0, n)
+		perKey := s.perKey
+		s.mu.Unlock()
+		if perKey {
+			s.resolveEach(batch)
+		} else {
+			s.resolve(batch)
+		}
+	}
+}
+
+// resolveEach answers every lookup with its own get.
+func (s *idempotency) resolveEach(batch []*lookup) {
+	for _, l := range batch {
+		ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+		e, err := s.kv.Get(ctx, l.key)
+		cancel()
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			l.err = fmt.Errorf("idempotency get: %w", err)
+		default:
+			l.rec, l.found = decodeRecord(e.Value()), true
+		}
+		close(l.ready)
+	}
+}
+
+// resolve answers a batch with one multi get.
+func (s *idempotency) resolve(batch []*lookup) {
+	s.batches.Add(1)
+	byKey := make(map[string][]*lookup, len(batch))
+	subjects := make([]string, 0, len(batch))
+	for _, l := range batch {
+		if _, ok := byKey[l.key]; !ok {
+			subjects = append(subjects, s.prefix+l.key)
+		}
+		byKey[l.key] = append(byKey[l.key], l)
+	}
+	found, err := s.multiGet(subjects)
+	if errors.Is(err, errMultiGetRefused) {
+		s.mu.Lock()
+		s.perKey = true
+		s.mu.Unlock()
+		s.log.Warn().Err(err).Msg("the server refused a multi-key get; idempotency lookups go key by key")
+		s.resolveEach(batch)
+		return
+	}
+	for key, ls := range byKey {
+		value, ok := found[key]
+		for _, l := range ls {
+			switch {
+			case err != nil:
+				l.err = err
+			case ok:
+				l.rec, l.found = decodeRecord(value), true
+			}
+			close(l.ready)
+		}
+	}
+}
+
+// errMultiGetRefused: the server does not take multi_last requests.
+var errMultiGetRefused = errors.New("multi get refused")
+
+// multiGet asks for the last message of every subject at once and
+// returns the values found, by key. It succeeds only on a complete
+// answer: the server's end-of-batch marker with nothing left pending, or
+// its "no results"; anything else (a timeout, a lost connection, an error
+// status, a marker saying more is pending) is an error, never "not
+// found".
+func (s *idempotency) multiGet(subjects []string) (map[string][]byte, error) {
+	req, err := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+	}{subjects})
 	if err != nil {
-		return idemRecord{}, false, fmt.Errorf("idempotency get: %w", err)
+		return nil, fmt.Errorf("idempotency get: %w", err)
 	}
+	ch := make(chan *nats.Msg, len(subjects)+2)
+	s.mu.Lock()
+	s.token++
+	token := strconv.FormatUint(s.token, 36)
+	s.answers[token] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.answers, token)
+		s.mu.Unlock()
+	}()
+	if err := s.nc.PublishRequest(s.getAPI, s.inbox+token, req); err != nil {
+		return nil, fmt.Errorf("idempotency get: %w", err)
+	}
+	timer := time.NewTimer(lookupTimeout)
+	defer timer.Stop()
+	found := make(map[string][]byte, len(subjects))
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-timer.C:
+			return nil, fmt.Errorf("idempotency get: %w after %s", nats.ErrTimeout, lookupTimeout)
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+			subj := m.Header.Get(jetstream.SubjectHeader)
+			key, ok := strings.CutPrefix(subj, s.prefix)
+			if !ok {
+				return nil, fmt.Errorf("idempotency get: answer for subject %q", subj)
+			}
+			switch m.Header.Get("KV-Operation") {
+			case "DEL", "PURGE":
+				delete(found, key)
+			default:
+				found[key] = m.Data
+			}
+			if len(found) > len(subjects) {
+				return nil, fmt.Errorf("idempotency get: more answers than keys")
+			}
+		case "204": // end of batch
+			if p := m.Header.Get("Nats-Num-Pending"); p != "" && p != "0" {
+				return nil, fmt.Errorf("idempotency get: answer cut short, %s pending", p)
+			}
+			return found, nil
+		case "404":
+			if d := m.Header.Get("Description"); d == "No Results" && len(found) == 0 {
+				return found, nil
+			}
+			return nil, fmt.Errorf("idempotency get: %s %s", status, m.Header.Get("Description"))
+		case "400", "408":
+			return nil, fmt.Errorf("%w: %s %s", errMultiGetRefused, status, m.Header.Get("Description"))
+		case "503":
+			return nil, fmt.Errorf("idempotency get: %w", jetstream.ErrNoStreamResponse)
+		default:
+			return nil, fmt.Errorf("idempotency get: %s %s", status, m.Header.Get("Description"))
+		}
+	}
+}
+
+// decodeRecord reads a stored record; one it cannot read still says the
+// event was handled.
+func decodeRecord(v []byte) idemRecord {
 	var r idemRecord
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		// A record we cannot read still says the event was handled.
-		return idemRecord{Outcome: schemas.OutcomeSucceeded}, true, nil
+	if err := json.Unmarshal(v, &r); err != nil {
+		return idemRecord{Outcome: schemas.OutcomeSucceeded}
 	}
-	return r, true, nil
+	return r
+}
+
+// recordAsync starts storing id as finished with r; the future says when
+// the bucket has it.
+func (s *idempotency) recordAsync(id string, r idemRecord) (jetstream.PubAckFuture, error) {
+	f, err := s.js.PublishAsync(s.prefix+IdempotencyKey(id), r.appendJSON(nil))
+	if err != nil {
+		return nil, fmt.Errorf("idempotency put: %w", err)
+	}
+	return f, nil
 }
 
 // record stores id as finished with r.
 func (s *idempotency) record(ctx context.Context, id string, r idemRecord) error {
-	v, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("idempotency record: %w", err)
-	}
-	if _, err := s.kv.Put(ctx, IdempotencyKey(id), v); err != nil {
+	if _, err := s.kv.Put(ctx, IdempotencyKey(id), r.appendJSON(nil)); err != nil {
 		return fmt.Errorf("idempotency put: %w", err)
 	}
 	return nil
+}
+
+// appendJSON appends r as JSON, the same bytes encoding/json writes, without
+// its reflection on every job's hot path.
+func (r idemRecord) appendJSON(b []byte) []byte {
+	b = append(b, `{"outcome":`...)
+	b = strconv.AppendQuote(b, string(r.Outcome))
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	b = append(b, `,"attempt":`...)
+	b = strconv.AppendInt(b, int64(r.Attempt), 10)
+	b = append(b, `,"at":"`...)
+	b = r.At.AppendFormat(b, time.RFC3339Nano)
+	return append(b, `"}`...)
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -16,6 +17,7 @@ type metrics struct {
 	inFlight     *prometheus.GaugeVec
 	redeliveries *prometheus.CounterVec
 	pending      *prometheus.GaugeVec
+	recordErrors *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -41,6 +43,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "forgebus", Subsystem: "worker", Name: "consumer_pending",
 			Help: "Events the worker's consumer has not delivered yet (lag), polled.",
 		}, []string{"worker"}),
+		recordErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "forgebus", Subsystem: "worker", Name: "idempotency_record_errors_total",
+			Help: "Finished jobs whose idempotency record could not be stored (a later copy of the event would run again).",
+		}, []string{"worker"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -61,6 +67,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.pending, err = register(reg, m.pending); err != nil {
 		return nil, err
 	}
+	if m.recordErrors, err = register(reg, m.recordErrors); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -77,4 +86,43 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 		}
 	}
 	return c, fmt.Errorf("register metrics: %w", err)
+}
+
+// series are one worker's children of the collectors, looked up once.
+type series struct {
+	inFlight     prometheus.Gauge
+	redeliveries prometheus.Counter
+	duration     prometheus.Observer
+	pending      prometheus.Gauge
+	recordErrors prometheus.Counter
+
+	jobsVec *prometheus.CounterVec
+	worker  string
+	mu      sync.Mutex
+	jobs    map[string]prometheus.Counter
+}
+
+func (m *metrics) series(worker string) *series {
+	return &series{
+		inFlight:     m.inFlight.WithLabelValues(worker),
+		redeliveries: m.redeliveries.WithLabelValues(worker),
+		duration:     m.duration.WithLabelValues(worker),
+		pending:      m.pending.WithLabelValues(worker),
+		recordErrors: m.recordErrors.WithLabelValues(worker),
+		jobsVec:      m.jobs,
+		worker:       worker,
+		jobs:         map[string]prometheus.Counter{},
+	}
+}
+
+// job is the jobs_total counter of outcome.
+func (s *series) job(outcome string) prometheus.Counter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.jobs[outcome]
+	if !ok {
+		c = s.jobsVec.WithLabelValues(s.worker, outcome)
+		s.jobs[outcome] = c
+	}
+	return c
 }

@@ -2,15 +2,17 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/cenkalti/backoff/v4"
+	"github.com/goccy/go-json"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/schemas"
@@ -46,6 +48,11 @@ type job struct {
 	// nak'ed). finish publishes that result again under its first
 	// Nats-Msg-Id, so it is stored once, whether or not it landed before.
 	unpublished *idemRecord
+	// record is what finish writes to the idempotency bucket once the
+	// handler succeeded, at the same time as the result. unlock releases
+	// the event id's lock in this replica after that.
+	record *idemRecord
+	unlock func()
 }
 
 // settle is the outermost middleware: it decodes the envelope, keeps the
@@ -66,11 +73,10 @@ func (r *Runtime) settle(h message.HandlerFunc) message.HandlerFunc {
 			return nil, nil
 		}
 		j := &job{d: d, subject: d.msg.Subject(), started: time.Now()}
-		m := r.metrics
-		m.inFlight.WithLabelValues(r.w.Name).Inc()
-		defer m.inFlight.WithLabelValues(r.w.Name).Dec()
+		r.series.inFlight.Inc()
+		defer r.series.inFlight.Dec()
 		if d.attempt > 1 {
-			m.redeliveries.WithLabelValues(r.w.Name).Inc()
+			r.series.redeliveries.Inc()
 		}
 
 		ev, herr := decodeEnvelope(d.msg.Data())
@@ -85,14 +91,19 @@ func (r *Runtime) settle(h message.HandlerFunc) message.HandlerFunc {
 		case d.attempt > r.w.Settings.MaxDeliver:
 			herr = fmt.Errorf("%w (%d of %d): a replica stopped while handling it", ErrTooManyDeliveries, d.attempt, r.w.Settings.MaxDeliver)
 		default:
+			// The heartbeat runs until the delivery is settled: storing
+			// the outcome can take a while when the broker is struggling.
 			stop := r.heartbeat(d, j.log)
+			defer stop()
 			jctx, cancel := context.WithTimeout(ctx, r.w.Settings.JobTimeout)
 			wm.SetContext(jctx)
 			_, herr = h(wm)
 			cancel()
-			stop()
 		}
 		r.finish(j, herr)
+		if j.unlock != nil {
+			j.unlock()
+		}
 		return nil, nil
 	}
 }
@@ -109,24 +120,29 @@ func decodeEnvelope(data []byte) (*schemas.Envelope, error) {
 }
 
 // heartbeat sends in-progress every AckWait/3 until stop is called, so a
-// long job keeps its message while its replica lives.
+// long job keeps its message while its replica lives. A timer that re-arms
+// itself, not a goroutine per job: most jobs end before it first fires.
 func (r *Runtime) heartbeat(d *delivery, log zerolog.Logger) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(r.w.Settings.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if err := d.inProgress(); err != nil {
-					log.Warn().Err(err).Msg("in-progress heartbeat")
-				}
-			}
+	every := r.w.Settings.AckWait / 3
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	t = time.AfterFunc(every, func() {
+		if err := d.inProgress(); err != nil {
+			log.Warn().Err(err).Msg("in-progress heartbeat")
 		}
-	}()
-	return func() { close(done) }
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			t.Reset(every)
+		}
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		t.Stop()
+	}
 }
 
 // correlate makes the event id the message's correlation id and puts the
@@ -154,8 +170,9 @@ func (r *Runtime) policy(h message.HandlerFunc) message.HandlerFunc {
 }
 
 // idempotent skips an event the worker finished before (outcome
-// duplicate), and records one it finishes now, before its result is
-// published and its message acked. Succeeded and superseded are recorded:
+// duplicate), and marks one it finishes now for recording: finish writes
+// the record together with the result, and acks only once the record is
+// stored. Succeeded and superseded are recorded:
 // both mean the event needs no more work. Denied is not, so a replay after
 // a policy change is judged again; neither is a dead letter, so a replay
 // after a fix runs.
@@ -169,7 +186,7 @@ func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
-		defer unlock()
+		j.unlock = unlock // held until finish has recorded the outcome
 		rec, found, err := r.idem.done(ctx, j.ev.ID)
 		if err != nil {
 			return nil, err
@@ -192,14 +209,7 @@ func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 		if j.outcome == "" {
 			j.outcome = schemas.OutcomeSucceeded
 		}
-		rec = idemRecord{Outcome: j.outcome, Seq: j.d.seq, Attempt: j.d.attempt, At: time.Now().UTC()}
-		// The effect is done: record it even if the job's context ran out.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-		defer cancel()
-		op := func() error { return r.idem.record(rctx, j.ev.ID, rec) }
-		if err := backoff.Retry(op, backoff.WithContext(backoff.WithMaxRetries(backoff.NewConstantBackOff(200*time.Millisecond), 4), rctx)); err != nil {
-			return out, err
-		}
+		j.record = &idemRecord{Outcome: j.outcome, Seq: j.d.seq, Attempt: j.d.attempt, At: time.Now().UTC()}
 		return out, nil
 	}
 }
@@ -226,20 +236,30 @@ func (r *Runtime) handle(wm *message.Message) error {
 		return nil
 	}
 	rs := r.w.Settings.Retry
-	var err error
-	if rs.MaxElapsed <= 0 {
-		err = op()
-	} else {
+	err := op()
+	var perm *backoff.PermanentError
+	if err != nil && rs.MaxElapsed > 0 && !errors.As(err, &perm) {
+		// The first try failed: retry on the schedule. Retry starts by
+		// calling its operation, so its first call returns that failure
+		// again rather than calling the handler at once a second time.
+		first := err
+		retry := func() error {
+			if first != nil {
+				e := first
+				first = nil
+				return e
+			}
+			return op()
+		}
 		b := backoff.NewExponentialBackOff(
 			backoff.WithInitialInterval(rs.Initial),
 			backoff.WithMaxInterval(rs.MaxInterval),
 			backoff.WithMultiplier(rs.Multiplier),
 			backoff.WithMaxElapsedTime(rs.MaxElapsed),
 		)
-		err = backoff.Retry(op, backoff.WithContext(b, ctx))
+		err = backoff.Retry(retry, backoff.WithContext(b, ctx))
 	}
 	if err != nil {
-		var perm *backoff.PermanentError
 		if errors.As(err, &perm) {
 			err = perm.Err
 		}
@@ -284,6 +304,15 @@ func (r *Runtime) finish(j *job, herr error) {
 		if outcome == "" {
 			outcome = schemas.OutcomeSucceeded
 		}
+		// The record and the result go out together, and the ack waits for
+		// both: one round trip, not two. A result stored without its
+		// record (a crash in between) is harmless: the redelivery runs the
+		// handler again and its result has the same Nats-Msg-Id.
+		var put jetstream.PubAckFuture
+		var putErr error
+		if j.record != nil {
+			put, putErr = r.idem.recordAsync(j.ev.ID, *j.record)
+		}
 		publish := func() error { return r.publishResult(ctx, j, outcome, nil) }
 		if j.unpublished != nil {
 			publish = func() error { return r.publishResultAt(ctx, j, j.unpublished.Attempt, outcome, nil) }
@@ -291,6 +320,14 @@ func (r *Runtime) finish(j *job, herr error) {
 		if err := publish(); err != nil {
 			r.nakAfterPublishError(j, err)
 			return
+		}
+		if j.record != nil {
+			if putErr == nil {
+				putErr = waitAck(ctx, put)
+			}
+			if putErr != nil {
+				r.recordAgain(ctx, j, putErr)
+			}
 		}
 		r.ack(j)
 		r.observe(j, string(outcome))
@@ -320,6 +357,19 @@ func (r *Runtime) finish(j *job, herr error) {
 	}
 }
 
+// recordAgain retries a record whose first write failed. If it still
+// fails the message is acked all the same: the effect is done and its
+// result published, and a nak would run it again for certain; only a
+// later copy of the event (a replay) would not be known as a duplicate.
+func (r *Runtime) recordAgain(ctx context.Context, j *job, first error) {
+	op := func() error { return r.idem.record(ctx, j.ev.ID, *j.record) }
+	b := backoff.WithContext(backoff.WithMaxRetries(backoff.NewConstantBackOff(200*time.Millisecond), 4), ctx)
+	if err := backoff.Retry(op, b); err != nil {
+		r.series.recordErrors.Inc()
+		j.log.Error().Err(err).AnErr("first_error", first).Msg("idempotency record not written: a replay of this event would run again")
+	}
+}
+
 func (r *Runtime) ack(j *job) {
 	if err := j.d.ack(); err != nil {
 		j.log.Warn().Err(err).Msg("ack")
@@ -339,8 +389,8 @@ func (r *Runtime) nakAfterPublishError(j *job, err error) {
 
 func (r *Runtime) observe(j *job, outcome string) {
 	took := time.Since(j.started)
-	r.metrics.jobs.WithLabelValues(r.w.Name, outcome).Inc()
-	r.metrics.duration.WithLabelValues(r.w.Name).Observe(took.Seconds())
+	r.series.job(outcome).Inc()
+	r.series.duration.Observe(took.Seconds())
 	if r.settled != nil {
 		r.settled(took)
 	}

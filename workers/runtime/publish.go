@@ -13,12 +13,31 @@ import (
 	"github.com/forgebus/forgebus/schemas"
 )
 
-// msgIDAt is the Nats-Msg-Id of an outcome of delivery attempt: the same
-// delivery's outcome, published again after a crash between publish and
-// ack, is stored once. The stream sequence tells a replay (a new message)
+// msgIDAt is the Nats-Msg-Id of an outcome of delivery attempt. A failure
+// is one per attempt; a terminal outcome is one per message, whatever the
+// attempt: published again after a crash between publish and ack, or by a
+// redelivery that ran the handler again because the crash came before the
+// idempotency record was stored, it is stored once (within FORGE_RESULTS's
+// duplicate window). The stream sequence tells a replay (a new message)
 // from a redelivery.
 func (r *Runtime) msgIDAt(j *job, attempt int, kind string) string {
-	return r.w.Name + ":" + j.ev.ID + ":" + strconv.FormatUint(j.d.seq, 10) + ":" + strconv.Itoa(attempt) + ":" + kind
+	id := r.w.Name + ":" + j.ev.ID + ":" + strconv.FormatUint(j.d.seq, 10) + ":"
+	if kind == string(schemas.OutcomeFailed) {
+		id += strconv.Itoa(attempt) + ":"
+	}
+	return id + kind
+}
+
+// waitAck waits for a publish's ack.
+func waitAck(ctx context.Context, f jetstream.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // publishResult publishes j's outcome on FORGE_RESULTS and waits for the
@@ -102,7 +121,13 @@ func rawEvent(data []byte) json.RawMessage {
 func (r *Runtime) publish(ctx context.Context, subject string, data []byte, id, stream string) error {
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	m.Header.Set(jetstream.MsgIDHeader, id)
-	if _, err := r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream)); err != nil {
+	// The async API: its acks come back on one shared subscription, and
+	// a job's publishes share a write with the other jobs'.
+	fut, err := r.js.PublishMsgAsync(m, jetstream.WithExpectStream(stream))
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	if err := waitAck(ctx, fut); err != nil {
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
 	return nil

@@ -62,6 +62,7 @@ type Runtime struct {
 	w       Worker
 	log     zerolog.Logger
 	metrics *metrics
+	series  *series
 	idem    *idempotency
 	locks   keyLocks
 
@@ -118,6 +119,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 }
 
 func (r *Runtime) run(ctx context.Context) error {
+	r.series = r.metrics.series(r.w.Name)
 	cons, err := r.setup(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -125,6 +127,7 @@ func (r *Runtime) run(ctx context.Context) error {
 		}
 		return err
 	}
+	defer r.idem.close()
 	r.hard, r.hardCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer r.hardCancel()
 	force := make(chan struct{})
@@ -200,7 +203,9 @@ func (r *Runtime) setup(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker %s: idempotency bucket: %w", r.w.Name, err)
 	}
-	r.idem = &idempotency{kv: kv}
+	if r.idem, err = newIdempotency(r.js, kv, r.log); err != nil {
+		return nil, fmt.Errorf("worker %s: %w", r.w.Name, err)
+	}
 	return cons, nil
 }
 
@@ -213,7 +218,7 @@ func (r *Runtime) pollLag(ctx context.Context, cons jetstream.Consumer) {
 		info, err := cons.Info(ictx)
 		cancel()
 		if err == nil {
-			r.metrics.pending.WithLabelValues(r.w.Name).Set(float64(info.NumPending))
+			r.series.pending.Set(float64(info.NumPending))
 		}
 		select {
 		case <-ctx.Done():

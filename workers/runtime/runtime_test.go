@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/natstest"
@@ -524,5 +527,52 @@ func TestResultPublishFailsAfterEffect(t *testing.T) {
 	}
 	if n := streamCount(t, js, schemas.StreamDLQ); n != 0 {
 		t.Errorf("dlq has %d messages", n)
+	}
+}
+
+// The idempotency record cannot be stored after the effect (its bucket is
+// gone for longer than the record's retries): the job still ends with one
+// succeeded result and is acked, not run again, and the failure is counted.
+func TestRecordFailsAfterEffect(t *testing.T) {
+	_, _, js := broker(t)
+	calls := newCounter()
+	reg := prometheus.NewRegistry()
+	w := Worker{Name: "unrecorded", Subjects: []string{"forge.>"}, Settings: fastSettings(),
+		Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
+			if calls.inc(ev.ID) == 1 {
+				if err := js.DeleteKeyValue(ctx, IdempotencyBucketPrefix+"unrecorded"); err != nil {
+					return Report{}, err
+				}
+			}
+			return Report{}, nil
+		})}
+	rt, err := New(js, w, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	publish(t, js, envelope("ev-u"), "")
+	natstest.Eventually(t, 15*time.Second, "the consumer settled every delivery", func() bool {
+		c, err := js.Consumer(context.Background(), schemas.StreamEvents, "unrecorded")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Consumer == 1
+	})
+	if got := calls.get("ev-u"); got != 1 {
+		t.Errorf("handler calls = %d, want 1 (the effect runs once)", got)
+	}
+	if ok := resultsOf(results(t, js), "ev-u", schemas.OutcomeSucceeded); len(ok) != 1 {
+		t.Errorf("succeeded results = %+v, want one", ok)
+	}
+	if n, err := testutil.GatherAndCount(reg, "forgebus_worker_idempotency_record_errors_total"); err != nil || n != 1 {
+		t.Fatalf("record error series = %d, %v", n, err)
+	}
+	if got := testutil.ToFloat64(rt.metrics.recordErrors.WithLabelValues("unrecorded")); got != 1 {
+		t.Errorf("idempotency_record_errors_total = %v, want 1", got)
 	}
 }
