@@ -30,6 +30,9 @@ type Deps struct {
 	Log zerolog.Logger
 	// Now is the clock for claims; nil means time.Now.
 	Now func() time.Time
+	// Replicas of the buckets the worker creates (3 on a cluster, as the
+	// streams); 0 means 1.
+	Replicas int
 }
 
 // Worker is the envsync worker: a [runtime.Handler].
@@ -39,6 +42,8 @@ type Worker struct {
 	api fetcher
 	log zerolog.Logger
 	now func() time.Time
+	// replicas of a bucket the worker creates.
+	replicas int
 
 	mu      sync.Mutex
 	buckets map[string]jetstream.KeyValue
@@ -68,8 +73,9 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	}
 	return &Worker{
 		cfg: cfg, js: deps.KV, api: deps.API, now: now,
-		log:     deps.Log.With().Str("worker", Name).Logger(),
-		buckets: map[string]jetstream.KeyValue{},
+		replicas: max(deps.Replicas, 1),
+		log:      deps.Log.With().Str("worker", Name).Logger(),
+		buckets:  map[string]jetstream.KeyValue{},
 	}, nil
 }
 
@@ -188,6 +194,8 @@ func (w *Worker) bucket(ctx context.Context, name string) (jetstream.KeyValue, e
 			Bucket:      name,
 			Description: "forgebus envsync: env keys synced from Gogs",
 			History:     DefaultHistory,
+			Storage:     jetstream.FileStorage,
+			Replicas:    w.replicas,
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			kv, err = w.js.KeyValue(ctx, name)

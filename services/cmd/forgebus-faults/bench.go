@@ -25,7 +25,7 @@ func (e *env) bench(ctx context.Context) error {
 		return fmt.Errorf("-bench-rate and -bench-for must be positive")
 	}
 	n := int(float64(o.benchRate) * o.benchFor.Seconds())
-	hooks, err := makeHooks(n, 0, e.repo, []byte(webhookSecret))
+	hooks, err := makeHooks(n, mix{}, targets{models: e.repo}, []byte(webhookSecret))
 	if err != nil {
 		return err
 	}

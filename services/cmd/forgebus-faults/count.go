@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,26 +67,49 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, f fu
 
 // counts is what the streams and the effect receiver hold after the run.
 type counts struct {
-	events       map[string]int             // FORGE_EVENTS messages per Nats-Msg-Id
-	terminal     map[string]map[string]int  // worker -> event id -> terminal results, duplicates excluded
-	dupOutcome   map[string]int             // worker -> "duplicate" results (redelivered after success)
-	dupIDs       map[string]map[string]bool // worker -> event ids with a "duplicate" result
+	envReplicas  int                                   // replicas of envsync's bucket, which envsync created
+	events       map[string]int                        // FORGE_EVENTS messages per Nats-Msg-Id
+	eventTime    map[string]time.Time                  // envelope time (set by ingest) per event id
+	final        map[string]map[string]schemas.Outcome // worker -> event id -> last terminal outcome, duplicates excluded
+	terminal     map[string]map[string]int             // worker -> event id -> terminal results, duplicates excluded
+	dupOutcome   map[string]int                        // worker -> "duplicate" results (redelivered after success)
+	dupIDs       map[string]map[string]bool            // worker -> event ids with a "duplicate" result
 	outcomes     map[string]map[schemas.Outcome]int
 	deadLetters  map[string]int // worker -> FORGE_DLQ messages
 	auditEvents  map[string]int // event id -> audit records of kind event
 	auditRecords int
 	resultsMsgs  int
 	dlqMsgs      int
+	kv           kvCounts
 }
 
-func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) {
+// kvCounts is what envsync's bucket stream holds: puts and deletes per
+// key (the bucket's history; an E_j key is written at most a put and a
+// delete, far below the history of 10), and each key's last value.
+type kvCounts struct {
+	puts, dels map[string]int    // key -> messages
+	last       map[string]string // key -> last value; absent when deleted
+}
+
+// countStreams reads the streams (and, withKV, envsync's bucket).
+func countStreams(ctx context.Context, js jetstream.JetStream, withKV bool) (*counts, error) {
 	c := &counts{
 		dupIDs: map[string]map[string]bool{},
-		events: map[string]int{}, terminal: map[string]map[string]int{}, dupOutcome: map[string]int{},
+		events: map[string]int{}, eventTime: map[string]time.Time{}, final: map[string]map[string]schemas.Outcome{},
+		terminal: map[string]map[string]int{}, dupOutcome: map[string]int{},
+		kv:       kvCounts{puts: map[string]int{}, dels: map[string]int{}, last: map[string]string{}},
 		outcomes: map[string]map[schemas.Outcome]int{}, deadLetters: map[string]int{}, auditEvents: map[string]int{},
 	}
 	err := readStream(ctx, js, schemas.StreamEvents, func(m jetstream.Msg) error {
-		c.events[m.Headers().Get(jetstream.MsgIDHeader)]++
+		id := m.Headers().Get(jetstream.MsgIDHeader)
+		c.events[id]++
+		var ev struct {
+			Time time.Time `json:"time"`
+		}
+		if err := json.Unmarshal(m.Data(), &ev); err != nil {
+			return fmt.Errorf("decode event: %w", err)
+		}
+		c.eventTime[id] = ev.Time
 		return nil
 	})
 	if err != nil {
@@ -101,6 +125,7 @@ func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) 
 			c.outcomes[r.Worker] = map[schemas.Outcome]int{}
 			c.terminal[r.Worker] = map[string]int{}
 			c.dupIDs[r.Worker] = map[string]bool{}
+			c.final[r.Worker] = map[string]schemas.Outcome{}
 		}
 		c.outcomes[r.Worker][r.Outcome]++
 		switch {
@@ -109,6 +134,7 @@ func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) 
 			c.dupIDs[r.Worker][r.EventID] = true
 		case r.Outcome.Terminal():
 			c.terminal[r.Worker][r.EventID]++
+			c.final[r.Worker][r.EventID] = r.Outcome
 		}
 		return nil
 	})
@@ -140,6 +166,27 @@ func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) 
 	})
 	if err != nil {
 		return nil, err
+	}
+	if withKV {
+		kvSubj := "$KV." + envBucket + "."
+		err = readStream(ctx, js, "KV_"+envBucket, func(m jetstream.Msg) error {
+			key, ok := strings.CutPrefix(m.Subject(), kvSubj)
+			if !ok {
+				return nil
+			}
+			switch m.Headers().Get("KV-Operation") {
+			case "":
+				c.kv.puts[key]++
+				c.kv.last[key] = string(m.Data())
+			default: // DEL, PURGE
+				c.kv.dels[key]++
+				delete(c.kv.last, key)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }

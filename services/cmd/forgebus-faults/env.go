@@ -21,6 +21,10 @@ const (
 	modelsSecret  = "faults-models-secret"
 	modelsOwner   = "lab"
 	modelsRepo    = "models"
+	docsOwner     = "lab"
+	docsRepoName  = "handbook"
+	// envBucket is envsync's KV bucket (its default).
+	envBucket = "forgebus_env"
 )
 
 // env is everything one run starts; close stops all of it.
@@ -29,7 +33,10 @@ type env struct {
 	dir     string
 	cluster *cluster
 	urls    string
-	repo    *gitRepo
+	repo    *gitRepo // lab/models, and the git server
+	docs    *gitRepo // lab/handbook, on the same server
+	envRepo *envRepo // lab/config, on the fake Gogs API
+	self    string   // this program: the docs build command
 	fx      *effects
 	nc      *nats.Conn
 	js      jetstream.JetStream
@@ -37,7 +44,7 @@ type env struct {
 	mu      sync.Mutex
 	procs   []*proc
 	ingest  []*proc
-	models  []*proc
+	workers map[string][]*proc // runtime workers' replicas by worker name
 	audit   []*proc
 	started bool // the cluster
 	exits   []string
@@ -52,6 +59,20 @@ func (e *env) note(format string, a ...any) {
 	fmt.Println(line)
 }
 
+// runtimeWorkers are the runtime workers this run starts, in start order.
+func (e *env) runtimeWorkers() []string {
+	if e.opts.bench {
+		return []string{"models"}
+	}
+	return []string{"models", "docs", "envsync"}
+}
+
+func (e *env) docsRoot() string { return filepath.Join(e.dir, "docs-root") }
+
+// config is the forgebus.yaml of every process. The docs build command is
+// this program ("docs-build" mode, see docsBuild), so each build reports
+// itself to the effect server. Job timeouts are far above what a job
+// takes here, so no effect is cut off midway and redone by a timeout.
 func (e *env) config() string {
 	return fmt.Sprintf(`instance: gogs
 shutdown_grace: 5s
@@ -81,7 +102,66 @@ workers:
         max_elapsed: 3s
     policy:
       events: ["push"]
-`, modelsOwner+"/"+modelsRepo, e.fx.url)
+  docs:
+    rules:
+      - name: handbook
+        repo: %q
+        branch: master
+        command: [%q, %q, %q]
+        output: site
+        root: %q
+        timeout: 8s
+        keep: 3
+    runtime:
+      max_in_flight: 4
+      job_timeout: 10s
+      ack_wait: 20s
+      max_deliver: 10
+      nak_delays: [1s]
+      grace_period: 5s
+      replicas: 3
+      retry:
+        initial: 200ms
+        max_interval: 1s
+        max_elapsed: 3s
+    policy:
+      events: ["push"]
+  envsync:
+    rules:
+      - name: app-env
+        repo: %q
+        branch: master
+        file: %q
+    runtime:
+      max_in_flight: 4
+      job_timeout: 5s
+      ack_wait: 10s
+      max_deliver: 10
+      nak_delays: [1s]
+      grace_period: 5s
+      replicas: 3
+      retry:
+        initial: 200ms
+        max_interval: 1s
+        max_elapsed: 3s
+    policy:
+      events: ["push"]
+`, modelsOwner+"/"+modelsRepo, e.fx.url+"/refresh",
+		docsOwner+"/"+docsRepoName, e.self, buildArg, e.fx.url+"/docs-build", e.docsRoot(),
+		envOwner+"/"+envRepoN, envFile)
+}
+
+// workerEnv is the extra environment of a runtime worker's replicas.
+func (e *env) workerEnv(worker string) []string {
+	switch worker {
+	case "models":
+		return []string{"FORGEBUS_GOGS_URL=" + e.repo.url, "FORGEBUS_MODELS_SECRET=" + modelsSecret}
+	case "docs":
+		return []string{"FORGEBUS_GOGS_URL=" + e.repo.url}
+	case "envsync":
+		return []string{"FORGEBUS_GOGS_URL=" + e.fx.url, "FORGEBUS_GOGS_TOKEN=" + envToken}
+	}
+	return nil
 }
 
 // baseEnv is the environment of every forgebus process: PATH and HOME
@@ -150,10 +230,18 @@ func lastLine(path string) string {
 
 func (e *env) start(ctx context.Context) error {
 	var err error
-	if e.fx, err = startEffects(); err != nil {
+	if e.self, err = os.Executable(); err != nil {
+		return fmt.Errorf("this program's path (the docs build command): %w", err)
+	}
+	m := e.opts.mix()
+	e.envRepo = newEnvRepo(m.count(e.opts.hooks, kindEnvsync))
+	if e.fx, err = startEffects(e.envRepo); err != nil {
 		return err
 	}
 	if e.repo, err = newGitRepo(filepath.Join(e.dir, "git"), modelsOwner, modelsRepo, 21); err != nil {
+		return err
+	}
+	if e.docs, err = e.repo.addChain(docsOwner, docsRepoName, m.count(e.opts.hooks, kindDocs)+1); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(e.dir, "forgebus.yaml"), []byte(e.config()), 0o600); err != nil {
@@ -193,22 +281,23 @@ func (e *env) start(ctx context.Context) error {
 	}
 	// One replica after the other: each must be pulling before the next
 	// starts, so the run begins with every replica working.
-	for i := range 2 {
-		t := time.Now()
-		p, err := e.newProc(fmt.Sprintf("models-%d", i+1), []string{
-			"FORGEBUS_GOGS_URL=" + e.repo.url, "FORGEBUS_MODELS_SECRET=" + modelsSecret,
-		}, "worker", "models")
-		if err != nil {
-			return err
+	e.workers = map[string][]*proc{}
+	for _, w := range e.runtimeWorkers() {
+		for i := range 2 {
+			t := time.Now()
+			p, err := e.newProc(fmt.Sprintf("%s-%d", w, i+1), e.workerEnv(w), "worker", w)
+			if err != nil {
+				return err
+			}
+			e.workers[w] = append(e.workers[w], p)
+			if err := p.ready(ctx, 60*time.Second); err != nil {
+				return err
+			}
+			if err := e.waitPulling(ctx, w, i+1, 60*time.Second); err != nil {
+				return err
+			}
+			fmt.Printf("%s pulling after %s\n", p.name, time.Since(t).Round(time.Millisecond))
 		}
-		e.models = append(e.models, p)
-		if err := p.ready(ctx, 60*time.Second); err != nil {
-			return err
-		}
-		if err := e.waitPulling(ctx, "models", i+1, 60*time.Second); err != nil {
-			return err
-		}
-		fmt.Printf("%s pulling after %s\n", p.name, time.Since(t).Round(time.Millisecond))
 	}
 	for i := range 2 {
 		p, err := e.newProc(fmt.Sprintf("audit-%d", i+1), nil, "worker", "audit")
@@ -223,7 +312,7 @@ func (e *env) start(ctx context.Context) error {
 	if err := e.waitSetup(ctx, 60*time.Second); err != nil {
 		return err
 	}
-	fmt.Printf("processes up: 2 ingest, 2 models, 2 audit (logs in %s)\n", e.dir)
+	fmt.Printf("processes up: 2 ingest, 2 each of %s, 2 audit (logs in %s)\n", strings.Join(e.runtimeWorkers(), ", "), e.dir)
 	return nil
 }
 
@@ -309,7 +398,7 @@ func (e *env) auditVerify(ctx context.Context) (string, error) {
 }
 
 // waitSetup waits until the workers have set up what they need on the
-// broker (/readyz answers before that): the models consumer and its
+// broker (/readyz answers before that): each runtime worker's consumer and
 // idempotency bucket, and the audit worker's consumer on every source.
 func (e *env) waitSetup(ctx context.Context, d time.Duration) error {
 	deadline := time.Now().Add(d)
@@ -329,11 +418,13 @@ func (e *env) waitSetup(ctx context.Context, d time.Duration) error {
 func (e *env) setupDone(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if _, err := e.js.KeyValue(ctx, "forgebus_idem_models"); err != nil {
-		return false
-	}
-	if _, err := e.js.Consumer(ctx, schemas.StreamEvents, "models"); err != nil {
-		return false
+	for _, w := range e.runtimeWorkers() {
+		if _, err := e.js.KeyValue(ctx, "forgebus_idem_"+w); err != nil {
+			return false
+		}
+		if _, err := e.js.Consumer(ctx, schemas.StreamEvents, w); err != nil {
+			return false
+		}
 	}
 	for _, name := range []string{schemas.StreamEvents, schemas.StreamResults, schemas.StreamDLQ} {
 		s, err := e.js.Stream(ctx, name)

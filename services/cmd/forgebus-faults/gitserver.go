@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 type gitRepo struct {
 	owner, name string
 	commits     []string // commits[0] is the root; each later one touches models/
+	srvRoot     string   // the directory served: <owner>/<name>.git below it
 	srv         *http.Server
 	url         string
 }
@@ -59,7 +61,7 @@ func newGitRepo(root, owner, name string, n int) (*gitRepo, error) {
 			return nil, err
 		}
 	}
-	r := &gitRepo{owner: owner, name: name}
+	r := &gitRepo{owner: owner, name: name, srvRoot: filepath.Join(root, "srv")}
 	for i := range n {
 		if err := os.MkdirAll(filepath.Join(work, "models"), 0o755); err != nil {
 			return nil, err
@@ -109,4 +111,41 @@ func (r *gitRepo) close() {
 	if r != nil && r.srv != nil {
 		_ = r.srv.Close()
 	}
+}
+
+// addChain creates owner/name.git beside r, served by r's server, holding
+// one branch (master) of n commits, each changing README.md, written by
+// one "git fast-import" (n can be hundreds). It returns the repository
+// with its commits oldest first; closing it closes nothing.
+func (r *gitRepo) addChain(owner, name string, n int) (*gitRepo, error) {
+	bare := filepath.Join(r.srvRoot, owner, name+".git")
+	if err := os.MkdirAll(bare, 0o755); err != nil {
+		return nil, err
+	}
+	if _, err := git(bare, "init", "--quiet", "--bare", "--initial-branch=master"); err != nil {
+		return nil, err
+	}
+	var in bytes.Buffer
+	for i := range n {
+		msg := fmt.Sprintf("docs v%d\n", i)
+		file := fmt.Sprintf("# %s/%s\n\nversion %d\n", owner, name, i)
+		fmt.Fprintf(&in, "commit refs/heads/master\ncommitter faults <faults@example.com> %d +0000\ndata %d\n%s", 1767225600+i, len(msg), msg)
+		fmt.Fprintf(&in, "M 644 inline README.md\ndata %d\n%s\n", len(file), file)
+	}
+	cmd := exec.Command("git", "fast-import", "--quiet")
+	cmd.Dir = bare
+	cmd.Env = gitEnv(bare)
+	cmd.Stdin = &in
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("git fast-import: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	list, err := git(bare, "rev-list", "--reverse", "refs/heads/master")
+	if err != nil {
+		return nil, err
+	}
+	commits := strings.Fields(list)
+	if len(commits) != n {
+		return nil, fmt.Errorf("%s/%s: %d commits after fast-import, want %d", owner, name, len(commits), n)
+	}
+	return &gitRepo{owner: owner, name: name, commits: commits, srvRoot: r.srvRoot, url: r.url}, nil
 }

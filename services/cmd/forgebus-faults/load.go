@@ -18,12 +18,66 @@ import (
 	"github.com/google/uuid"
 )
 
+// kind says which worker acts on a hook's push (the others skip it).
+type kind int
+
+const (
+	kindOther   kind = iota // a push no rule watches: every worker skips it
+	kindModels              // to lab/models: the models worker fetches, diffs, POSTs
+	kindDocs                // to lab/handbook: the docs worker builds and publishes
+	kindEnvsync             // to lab/config: the envsync worker fetches and applies
+)
+
+func (k kind) String() string {
+	return [...]string{"other", "models", "docs", "envsync"}[k]
+}
+
 // hook is one signed push delivery.
 type hook struct {
 	id     string
 	body   []byte
 	sig    string
-	models bool // goes to the repository the models rule watches
+	kind   kind
+	commit string // the pushed commit ("after")
+	seq    int    // index among the hooks of its kind (docs, envsync: which commit)
+}
+
+// mix says which webhooks go to which worker's repository: every
+// modelsEvery-th to lab/models, of the rest the ones at docsEvery-th
+// offset 1 to lab/handbook and at envsyncEvery-th offset 2 to lab/config.
+// Zero turns a kind off.
+type mix struct {
+	modelsEvery, docsEvery, envsyncEvery int
+}
+
+func (m mix) kindOf(i int) kind {
+	switch {
+	case m.modelsEvery > 0 && i%m.modelsEvery == 0:
+		return kindModels
+	case m.docsEvery > 0 && i%m.docsEvery == 1%m.docsEvery:
+		return kindDocs
+	case m.envsyncEvery > 0 && i%m.envsyncEvery == 2%m.envsyncEvery:
+		return kindEnvsync
+	}
+	return kindOther
+}
+
+// count is how many of n hooks are of kind k.
+func (m mix) count(n int, k kind) int {
+	c := 0
+	for i := range n {
+		if m.kindOf(i) == k {
+			c++
+		}
+	}
+	return c
+}
+
+// targets are the repositories the hooks push to.
+type targets struct {
+	models *gitRepo // commits reused in a cycle
+	docs   *gitRepo // one commit per docs hook: commits[j+1] for hook j
+	env    *envRepo // one commit per envsync hook
 }
 
 type user struct {
@@ -76,26 +130,47 @@ func randomCommit() string {
 	return hex.EncodeToString(b[:])
 }
 
-// makeHooks builds n deliveries: every modelsEvery-th one is a push to the
-// served repository (a real commit the models worker fetches and diffs),
-// the rest pushes to other repositories, which the models worker skips
-// without git.
-func makeHooks(n, modelsEvery int, repo *gitRepo, secret []byte) ([]hook, error) {
+// makeHooks builds n deliveries, of the kinds m says. A models hook is a
+// push of a real commit of lab/models (cycling through its chain). Each
+// docs hook pushes the next commit of lab/handbook's chain, each envsync
+// hook the next commit of lab/config: one commit per event, so an effect
+// counted per commit is counted per event. The rest are pushes to
+// acme/app-0..6 (random commit ids), which no worker has a rule for.
+func makeHooks(n int, m mix, t targets, secret []byte) ([]hook, error) {
 	hooks := make([]hook, n)
+	seqs := map[kind]int{}
 	for i := range hooks {
-		var body []byte
-		var err error
-		models := modelsEvery > 0 && i%modelsEvery == 0
-		if models {
-			k := 1 + (i/modelsEvery)%(len(repo.commits)-1)
-			body, err = pushBody(repo.owner, repo.name, repo.commits[k-1], repo.commits[k])
-		} else {
-			body, err = pushBody("acme", fmt.Sprintf("app-%d", i%7), randomCommit(), randomCommit())
+		k := m.kindOf(i)
+		j := seqs[k]
+		seqs[k]++
+		var before, after string
+		owner, name := "acme", fmt.Sprintf("app-%d", i%7)
+		switch k {
+		case kindModels:
+			c := 1 + j%(len(t.models.commits)-1)
+			owner, name, before, after = t.models.owner, t.models.name, t.models.commits[c-1], t.models.commits[c]
+		case kindDocs:
+			if j+1 >= len(t.docs.commits) {
+				return nil, fmt.Errorf("docs hook %d: the docs repository has only %d commits", j, len(t.docs.commits))
+			}
+			owner, name, before, after = t.docs.owner, t.docs.name, t.docs.commits[j], t.docs.commits[j+1]
+		case kindEnvsync:
+			if j >= len(t.env.commits) {
+				return nil, fmt.Errorf("envsync hook %d: the config repository has only %d commits", j, len(t.env.commits))
+			}
+			owner, name, after = t.env.owner, t.env.name, t.env.commits[j]
+			before = randomCommit()
+			if j > 0 {
+				before = t.env.commits[j-1]
+			}
+		default:
+			before, after = randomCommit(), randomCommit()
 		}
+		body, err := pushBody(owner, name, before, after)
 		if err != nil {
 			return nil, err
 		}
-		hooks[i] = hook{id: uuid.NewString(), body: body, sig: sign(secret, body), models: models}
+		hooks[i] = hook{id: uuid.NewString(), body: body, sig: sign(secret, body), kind: k, commit: after, seq: j}
 	}
 	return hooks, nil
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -10,21 +12,32 @@ import (
 )
 
 // TestMakeHooks checks that the deliveries the fault test posts are what
-// ingest accepts and what the models worker acts on: signed with the
-// webhook secret (and with nothing else), normalized into pushes to the
-// intended repository and commit, each with its own delivery id.
+// ingest accepts and what each worker acts on: signed with the webhook
+// secret (and with nothing else), normalized into pushes to the intended
+// repository and commit, each with its own delivery id; docs and envsync
+// hooks each push their own commit, in order.
 func TestMakeHooks(t *testing.T) {
-	repo := &gitRepo{owner: modelsOwner, name: modelsRepo, commits: []string{
+	models := &gitRepo{owner: modelsOwner, name: modelsRepo, commits: []string{
 		"1111111111111111111111111111111111111111",
 		"2222222222222222222222222222222222222222",
 		"3333333333333333333333333333333333333333",
 	}}
-	hooks, err := makeHooks(40, 10, repo, []byte(webhookSecret))
+	m := mix{modelsEvery: 10, docsEvery: 5, envsyncEvery: 5}
+	const n = 40
+	docs := &gitRepo{owner: docsOwner, name: docsRepoName}
+	for j := range m.count(n, kindDocs) + 1 {
+		docs.commits = append(docs.commits, fmt.Sprintf("%040x", j+100))
+	}
+	env := newEnvRepo(m.count(n, kindEnvsync))
+	hooks, err := makeHooks(n, m, targets{models: models, docs: docs, env: env}, []byte(webhookSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
+	repoOf := map[kind]string{
+		kindModels: modelsOwner + "/" + modelsRepo, kindDocs: docsOwner + "/" + docsRepoName, kindEnvsync: envOwner + "/" + envRepoN,
+	}
 	seen := map[string]bool{}
-	models := 0
+	perKind := map[kind]int{}
 	for i, h := range hooks {
 		if seen[h.id] {
 			t.Fatalf("hook %d: delivery id %s used twice", i, h.id)
@@ -36,31 +49,49 @@ func TestMakeHooks(t *testing.T) {
 		if err := gogs.Verify(h.body, h.sig, [][]byte{[]byte("another-secret")}); err == nil {
 			t.Fatalf("hook %d: signature accepted under another secret", i)
 		}
-		n, err := gogs.Normalize(gogs.Input{Event: "push", DeliveryID: h.id, Instance: "gogs", Payload: h.body})
+		nz, err := gogs.Normalize(gogs.Input{Event: "push", DeliveryID: h.id, Instance: "gogs", Payload: h.body})
 		if err != nil {
 			t.Fatalf("hook %d: normalize: %v", i, err)
 		}
 		var p schemas.Push
-		if err := n.Envelope.DecodeData(&p); err != nil {
+		if err := nz.Envelope.DecodeData(&p); err != nil {
 			t.Fatalf("hook %d: decode push: %v", i, err)
 		}
-		if n.Envelope.ID != h.id {
-			t.Errorf("hook %d: envelope id %q, want the delivery id %q", i, n.Envelope.ID, h.id)
+		if nz.Envelope.ID != h.id {
+			t.Errorf("hook %d: envelope id %q, want the delivery id %q", i, nz.Envelope.ID, h.id)
 		}
-		if h.models {
-			models++
-			if n.Envelope.Repo != modelsOwner+"/"+modelsRepo {
-				t.Errorf("hook %d: repo %q, want the models repository", i, n.Envelope.Repo)
-			}
-			if p.After != repo.commits[1] && p.After != repo.commits[2] {
+		if p.After != h.commit {
+			t.Errorf("hook %d: after %q, want the hook's commit %q", i, p.After, h.commit)
+		}
+		if h.seq != perKind[h.kind] {
+			t.Errorf("hook %d (%s): seq %d, want %d", i, h.kind, h.seq, perKind[h.kind])
+		}
+		perKind[h.kind]++
+		want, ok := repoOf[h.kind]
+		switch {
+		case ok && nz.Envelope.Repo != want:
+			t.Errorf("hook %d (%s): repo %q, want %q", i, h.kind, nz.Envelope.Repo, want)
+		case !ok && (nz.Envelope.Repo == repoOf[kindModels] || nz.Envelope.Repo == repoOf[kindDocs] || nz.Envelope.Repo == repoOf[kindEnvsync]):
+			t.Errorf("hook %d: a hook of no worker goes to %s", i, nz.Envelope.Repo)
+		}
+		switch h.kind {
+		case kindModels:
+			if p.After != models.commits[1] && p.After != models.commits[2] {
 				t.Errorf("hook %d: after %q is not a commit of the served repository", i, p.After)
 			}
-		} else if n.Envelope.Repo == modelsOwner+"/"+modelsRepo {
-			t.Errorf("hook %d: a non-models hook goes to the models repository", i)
+		case kindDocs:
+			if p.Before != docs.commits[h.seq] || p.After != docs.commits[h.seq+1] {
+				t.Errorf("hook %d: docs push %s..%s, want commit %d of the chain", i, p.Before, p.After, h.seq+1)
+			}
+		case kindEnvsync:
+			if p.After != env.commits[h.seq] {
+				t.Errorf("hook %d: envsync push of %s, want commit %d", i, p.After, h.seq)
+			}
 		}
 	}
-	if models != 4 {
-		t.Errorf("models hooks: %d, want 4 (every 10th of 40)", models)
+	want := map[kind]int{kindModels: 4, kindDocs: 8, kindEnvsync: 8, kindOther: 20}
+	if !maps.Equal(perKind, want) {
+		t.Errorf("hooks per kind: %v, want %v", perKind, want)
 	}
 }
 

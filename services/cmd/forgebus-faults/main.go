@@ -12,20 +12,34 @@ import (
 )
 
 type options struct {
-	root        string
-	bin         string
-	hooks       int
-	spread      time.Duration
-	conc        int
-	modelsEvery int
-	drain       time.Duration
-	keep        bool
-	bench       bool
-	benchRate   int
-	benchFor    time.Duration
+	root         string
+	bin          string
+	hooks        int
+	spread       time.Duration
+	conc         int
+	modelsEvery  int
+	docsEvery    int
+	envsyncEvery int
+	drain        time.Duration
+	keep         bool
+	bench        bool
+	benchRate    int
+	benchFor     time.Duration
+}
+
+func (o options) mix() mix {
+	return mix{modelsEvery: o.modelsEvery, docsEvery: o.docsEvery, envsyncEvery: o.envsyncEvery}
 }
 
 func main() {
+	// The docs worker runs this program as its build command.
+	if len(os.Args) == 3 && os.Args[1] == buildArg {
+		if err := docsBuild(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	flag.StringVar(&o.root, "root", "", "repository root (default: found from the working directory)")
 	flag.StringVar(&o.bin, "bin", "bin/forgebus", "the forgebus binary, relative to -root unless absolute")
@@ -33,6 +47,8 @@ func main() {
 	flag.DurationVar(&o.spread, "spread", 75*time.Second, "post the webhooks evenly over this long")
 	flag.IntVar(&o.conc, "concurrency", 16, "webhooks in flight at most")
 	flag.IntVar(&o.modelsEvery, "models-every", 10, "every Nth webhook is a push the models worker acts on (git fetch + POST)")
+	flag.IntVar(&o.docsEvery, "docs-every", 25, "every Nth webhook is a push the docs worker acts on (git fetch + build + publish); 0: none")
+	flag.IntVar(&o.envsyncEvery, "envsync-every", 25, "every Nth webhook is a push the envsync worker acts on (raw-file fetch + KV writes); 0: none")
 	flag.DurationVar(&o.drain, "drain", 120*time.Second, "how long to wait for every consumer to drain")
 	flag.BoolVar(&o.keep, "keep", false, "keep the run's directory (logs, stores) after the run")
 	flag.BoolVar(&o.bench, "bench", false, "run the cluster benchmark instead of the fault test")
@@ -83,6 +99,9 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	if o.hooks <= 0 || o.conc <= 0 || o.spread <= 0 {
 		return fmt.Errorf("-hooks, -concurrency and -spread must be positive")
+	}
+	if o.modelsEvery < 0 || o.docsEvery < 0 || o.envsyncEvery < 0 {
+		return fmt.Errorf("-models-every, -docs-every and -envsync-every must not be negative")
 	}
 	dir, err := os.MkdirTemp("", "forgebus-faults-")
 	if err != nil {

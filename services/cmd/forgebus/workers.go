@@ -76,9 +76,10 @@ func newEnvsyncWorker(p *platform.Platform) (runtime.Worker, error) {
 		return runtime.Worker{}, usage(fmt.Errorf("worker %s: %w", envsync.Name, err))
 	}
 	w, err := envsync.New(cfg, envsync.Deps{
-		KV:  p.Broker.JS,
-		API: api,
-		Log: p.Log.With().Str("worker", envsync.Name).Logger(),
+		KV:       p.Broker.JS,
+		API:      api,
+		Log:      p.Log.With().Str("worker", envsync.Name).Logger(),
+		Replicas: p.Config.Streams.Replicas,
 	})
 	if err != nil {
 		return runtime.Worker{}, usage(err)
