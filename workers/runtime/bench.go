@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -163,7 +164,14 @@ func benchRuntime(ctx context.Context, js jetstream.JetStream, name string, n, i
 		return BenchFigures{}, err
 	}
 	lat := newLatencies(n)
-	rt.settled = func(d time.Duration) { lat.add(time.Now().Add(-d), d) }
+	var failed atomic.Int64
+	rt.settled = func(outcome string, d time.Duration) {
+		if outcome == string(schemas.OutcomeSucceeded) {
+			lat.add(time.Now().Add(-d), d)
+		} else {
+			failed.Add(1)
+		}
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- rt.Run(rctx) }()
@@ -179,6 +187,11 @@ func benchRuntime(ctx context.Context, js jetstream.JetStream, name string, n, i
 	}
 	cancel()
 	<-errc
+	if n := failed.Load(); n > 0 {
+		// A no-op handler always succeeds: anything else is a broker or
+		// runtime fault, and the figures would not mean what they say.
+		return lat.figures(), fmt.Errorf("bench: %d deliveries of a no-op handler did not succeed", n)
+	}
 	return lat.figures(), nil
 }
 

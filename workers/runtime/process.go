@@ -65,6 +65,8 @@ func (r *Runtime) settle(h message.HandlerFunc) message.HandlerFunc {
 		if d == nil {
 			return nil, fmt.Errorf("worker %s: message without a delivery", r.w.Name)
 		}
+		defer d.done() // after the settlement below, and the heartbeat's stop
+
 		if target := d.msg.Headers().Get(ReplayHeader); target != "" && target != r.w.Name {
 			// A replay for another worker.
 			if err := d.ack(); err != nil {
@@ -392,7 +394,7 @@ func (r *Runtime) observe(j *job, outcome string) {
 	r.series.job(outcome).Inc()
 	r.series.duration.Observe(took.Seconds())
 	if r.settled != nil {
-		r.settled(took)
+		r.settled(outcome, took)
 	}
 }
 

@@ -75,7 +75,7 @@ type Runtime struct {
 
 	// settled, when set, sees every settled job's time in the runtime
 	// (Bench uses it).
-	settled func(time.Duration)
+	settled func(outcome string, took time.Duration)
 }
 
 // Timeouts of the runtime's own broker calls.

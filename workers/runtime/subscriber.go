@@ -27,6 +27,23 @@ type delivery struct {
 
 	mu      sync.Mutex
 	settled bool
+
+	sub      *subscriber
+	doneOnce sync.Once
+}
+
+// done gives the delivery's slot back to its subscriber. The runtime calls
+// it once the delivery is settled; the grace period's end calls it for
+// jobs still running. Only the first call counts.
+func (d *delivery) done() {
+	if d.sub == nil {
+		return
+	}
+	d.doneOnce.Do(func() {
+		d.sub.untrack(d)
+		d.sub.release(1)
+		d.sub.inflight.Done()
+	})
 }
 
 func (d *delivery) settle(f func() error) error {
@@ -64,9 +81,10 @@ func (d *delivery) inProgress() error {
 // pull consumer. It pulls only as many messages as it has free slots
 // (MaxInFlight), so a replica never holds messages it is not working on:
 // the others get them. Each message goes to the router with its
-// [delivery] in its context; when the router acks or nacks the watermill
-// message the slot is freed, and the JetStream message is acked or nak'ed
-// unless the runtime settled it already (with a delay, a term, ...).
+// [delivery] in its context; the runtime settles the delivery (ack, nak
+// with a delay, ...) and then frees its slot with [delivery.done]. When the
+// grace period of a stop is over, every delivery still out is nak'ed and
+// its slot freed.
 type subscriber struct {
 	cons     jetstream.Consumer
 	prefetch bool
@@ -76,6 +94,8 @@ type subscriber struct {
 	log      zerolog.Logger
 
 	inflight sync.WaitGroup
+	liveMu   sync.Mutex
+	live     map[*delivery]struct{}
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
@@ -93,6 +113,37 @@ func newSubscriber(cons jetstream.Consumer, maxInFlight int, prefetch bool, base
 		log:      log,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
+		live:     map[*delivery]struct{}{},
+	}
+}
+
+func (s *subscriber) track(d *delivery) {
+	s.liveMu.Lock()
+	s.live[d] = struct{}{}
+	s.liveMu.Unlock()
+}
+
+func (s *subscriber) untrack(d *delivery) {
+	s.liveMu.Lock()
+	delete(s.live, d)
+	s.liveMu.Unlock()
+}
+
+// forceOut naks every delivery still out, with no delay, once force is
+// closed: their jobs ran past the grace period.
+func (s *subscriber) forceOut() {
+	<-s.force
+	s.liveMu.Lock()
+	out := make([]*delivery, 0, len(s.live))
+	for d := range s.live {
+		out = append(out, d)
+	}
+	s.liveMu.Unlock()
+	for _, d := range out {
+		if err := d.nak(0); err != nil {
+			s.log.Warn().Err(err).Uint64("event_seq", d.seq).Msg("nak at the end of the grace period")
+		}
+		d.done()
 	}
 }
 
@@ -100,6 +151,7 @@ func newSubscriber(cons jetstream.Consumer, maxInFlight int, prefetch bool, base
 // consumer's filter decides what arrives. It must be called once.
 func (s *subscriber) Subscribe(ctx context.Context, _ string) (<-chan *message.Message, error) {
 	out := make(chan *message.Message)
+	go s.forceOut()
 	if s.prefetch {
 		it, err := s.cons.Messages(jetstream.PullMaxMessages(cap(s.slots)))
 		if err != nil {
@@ -281,30 +333,13 @@ func (s *subscriber) dispatch(m jetstream.Msg, out chan<- *message.Message) {
 		s.release(1)
 		return
 	}
-	d := &delivery{msg: m, seq: meta.Sequence.Stream, attempt: int(meta.NumDelivered)}
+	d := &delivery{msg: m, seq: meta.Sequence.Stream, attempt: int(meta.NumDelivered), sub: s}
 	id := m.Headers().Get(jetstream.MsgIDHeader)
 	if id == "" {
 		id = strconv.FormatUint(d.seq, 10)
 	}
 	wm := message.NewMessageWithContext(withDelivery(s.base, d), id, m.Data())
 	s.inflight.Add(1)
-	go s.watch(wm, d)
+	s.track(d)
 	out <- wm
-}
-
-func (s *subscriber) watch(wm *message.Message, d *delivery) {
-	defer s.inflight.Done()
-	defer s.release(1)
-	var err error
-	select {
-	case <-wm.Acked():
-		err = d.ack()
-	case <-wm.Nacked():
-		err = d.nak(0)
-	case <-s.force:
-		err = d.nak(0)
-	}
-	if err != nil {
-		s.log.Warn().Err(err).Uint64("event_seq", d.seq).Msg("settle message")
-	}
 }
