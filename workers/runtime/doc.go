@@ -36,8 +36,9 @@
 // in its buffer and move to another replica mid-queue). Each message goes
 // to the router with its jetstream.Msg reachable from the message context
 // ([JetStreamMsg], [EventSeq], [Attempt]); the runtime settles it itself
-// (ack, nak with delay, in-progress), and the watermill Ack/Nack only frees
-// the slot (and acks or naks if the runtime had not).
+// (ack, nak with delay, in-progress) and then frees its slot. When a stop's
+// grace period is over, the deliveries still out are nak'ed and their
+// slots freed. watermill's own Ack/Nack of the message changes nothing.
 //
 // # Outcomes and attempts
 //
@@ -49,14 +50,18 @@
 // or a failure of delivery Settings.MaxDeliver, publishes a
 // schemas.DeadLetter to FORGE_DLQ and a dead_lettered result, then acks.
 // Every outcome is published to FORGE_RESULTS and acknowledged by the
-// server before the event is acked, with a Nats-Msg-Id of
-// <worker>:<event id>:<stream seq>:<attempt>:<outcome>, so a crash between
-// the publish and the ack does not store it twice.
+// server before the event is acked. A terminal outcome's Nats-Msg-Id is
+// <worker>:<event id>:<stream seq>:<outcome> (a failed one adds the
+// attempt), so a crash between the publish and the ack does not store it
+// twice.
 //
 // An event that succeeded (or was superseded) is recorded in the worker's
-// KV bucket (key: the event id, [IdempotencyKey]) after the effect and
-// before the result; any later delivery of it, redelivered or replayed, is
-// a duplicate and runs nothing.
+// KV bucket (key: the event id, [IdempotencyKey]) after the effect; the
+// record is sent with the result and the ack waits for both. Any later
+// delivery of it, redelivered or replayed, is a duplicate and runs nothing;
+// a redelivery of the same message that finds its record publishes the
+// recorded result again. The idempotency checks of jobs that start at the
+// same moment share one multi-key direct get.
 //
 // # Dead letters and replay
 //
