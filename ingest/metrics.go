@@ -85,6 +85,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.duplicates = register(reg, m.duplicates)
 		m.inFlight = register(reg, m.inFlight)
 	}
+	// Both reasons show (at 0) before the first failure, so an alert on
+	// them has a series to watch.
+	for _, reason := range []string{"full", "error"} {
+		m.spoolFails.WithLabelValues(reason)
+	}
 	return m
 }
 

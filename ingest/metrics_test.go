@@ -86,6 +86,12 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
 		}
 	}
+	// Alertable before anything failed: the series exist at 0.
+	for _, k := range []string{`forgebus_ingest_spool_failures_total{reason="full"}`, `forgebus_ingest_spool_failures_total{reason="error"}`} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("%s is not exported before the first failure", k)
+		}
+	}
 }
 
 // TestLogLine: one line per request, with the fields an operator needs,

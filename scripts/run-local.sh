@@ -82,9 +82,18 @@ start() {
 	launch ingest-1 8080 ingest
 	ready ingest-1 8080
 	launch ingest-2 8081 ingest
+	local started=("ingest-2 8081")
 	for w in "${workers[@]}"; do
 		launch "worker-$w" "$port" worker "$w"
+		started+=("worker-$w $port")
 		port=$((port + 1))
+	done
+	# Every process must come up: a worker without its config section or
+	# token exits at once, and start says so instead of "started".
+	local p
+	for p in "${started[@]}"; do
+		# shellcheck disable=SC2086 # "name port"
+		ready $p
 	done
 	echo "run-local: webhooks at http://127.0.0.1:8080/hooks/gogs and :8081; FORGEBUS_NATS_URL=$nats_url"
 }
@@ -109,17 +118,19 @@ stop() {
 }
 
 status() {
-	local f name pid
+	local f name pid rc=0
 	for f in "$dir"/*.pid; do
 		[ -e "$f" ] || continue
 		name="$(basename "$f" .pid)"
 		if pid="$(ours "$name")"; then
 			echo "$name: running, pid $pid"
 		else
-			echo "$name: stopped"
+			echo "$name: stopped (see $dir/$name.log)"
+			rc=1
 		fi
 	done
-	"$root/scripts/cluster.sh" status "$cluster_dir"
+	"$root/scripts/cluster.sh" status "$cluster_dir" || rc=1
+	return "$rc"
 }
 
 case "$cmd" in

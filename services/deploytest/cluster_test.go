@@ -17,7 +17,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/config"
 	"github.com/forgebus/forgebus/services/natstest"
+	"github.com/forgebus/forgebus/services/provision"
+	"github.com/forgebus/forgebus/workers/runtime"
 )
 
 // clusterScript runs scripts/cluster.sh on one directory and port range.
@@ -188,6 +192,8 @@ func TestClusterScript(t *testing.T) {
 		return true
 	})
 
+	checkNoShrink(ctx, t, js)
+
 	// Kill the node that leads the stream (one the script started).
 	n, err := strconv.Atoi(strings.TrimPrefix(leader, "nats-"))
 	if err != nil {
@@ -274,5 +280,50 @@ func TestClusterScriptStopsOnlyItsOwn(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(c.dir, "nats-1.pid")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stale pid file left: %v", err)
+	}
+}
+
+// checkNoShrink: the streams and a worker's idempotency bucket are
+// provisioned with three replicas, then again by a process configured with
+// one (FORGEBUS_STREAM_REPLICAS unset on a cluster): they keep three.
+// Raising the count still works (the bucket goes from one to three).
+func checkNoShrink(ctx context.Context, t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	streams := config.Default().Streams
+	w := runtime.Worker{Name: "shrinktest", Subjects: []string{"forge.events.x.push.*.*"}, Settings: runtime.DefaultSettings(),
+		Handler: runtime.HandlerFunc(func(context.Context, *schemas.Envelope) (runtime.Report, error) { return runtime.Report{}, nil })}
+	provisionAll := func(replicas int) {
+		t.Helper()
+		streams.Replicas = replicas
+		w.Settings.Replicas = replicas
+		if err := provision.Streams(ctx, js, streams); err != nil {
+			t.Fatalf("provision streams with %d replicas: %v", replicas, err)
+		}
+		if err := provision.Worker(ctx, js, w); err != nil {
+			t.Fatalf("provision worker with %d replicas: %v", replicas, err)
+		}
+	}
+	replicas := func(stream string) int {
+		t.Helper()
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatalf("stream %s: %v", stream, err)
+		}
+		return st.CachedInfo().Config.Replicas
+	}
+	bucket := "KV_" + runtime.IdempotencyBucketPrefix + w.Name
+	provisionAll(1)
+	if got := replicas(bucket); got != 1 {
+		t.Fatalf("%s has %d replicas after provisioning with 1", bucket, got)
+	}
+	provisionAll(3)
+	provisionAll(1)
+	for _, sc := range provision.StreamConfigs(streams) {
+		if got := replicas(sc.Name); got != 3 {
+			t.Errorf("%s has %d replicas after a process with 1 started; want 3 kept", sc.Name, got)
+		}
+	}
+	if got := replicas(bucket); got != 3 {
+		t.Errorf("%s has %d replicas after a process with 1 started; want 3 kept", bucket, got)
 	}
 }

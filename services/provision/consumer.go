@@ -36,7 +36,9 @@ func Worker(ctx context.Context, js jetstream.JetStream, w runtime.Worker) error
 	if _, err := js.CreateOrUpdateConsumer(ctx, schemas.StreamEvents, WorkerConsumer(w)); err != nil {
 		return fmt.Errorf("provision consumer %s on %s: %w", w.Name, schemas.StreamEvents, err)
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, WorkerBucket(w)); err != nil {
+	bucket := WorkerBucket(w)
+	bucket.Replicas = runtime.KeepReplicas(ctx, js, "KV_"+bucket.Bucket, bucket.Replicas)
+	if _, err := js.CreateOrUpdateKeyValue(ctx, bucket); err != nil {
 		return fmt.Errorf("provision bucket %s: %w", runtime.IdempotencyBucketPrefix+w.Name, err)
 	}
 	return nil

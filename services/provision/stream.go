@@ -11,6 +11,7 @@ import (
 
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/config"
+	"github.com/forgebus/forgebus/workers/runtime"
 )
 
 // streamTimeout bounds provisioning one stream when ctx has no deadline;
@@ -92,7 +93,11 @@ func StreamConfigs(s config.Streams) []jetstream.StreamConfig {
 }
 
 // Streams creates each stream of [StreamConfigs], or updates it to the
-// configuration when it exists. Running it again changes nothing.
+// configuration when it exists. Running it again changes nothing. It never
+// lowers the replicas of a stream that has more ([runtime.KeepReplicas]):
+// one process started without FORGEBUS_STREAM_REPLICAS on a cluster must
+// not shrink every stream to one copy. Lowering them is an operator's
+// deliberate act (nats stream edit).
 func Streams(ctx context.Context, js jetstream.JetStream, s config.Streams) error {
 	for _, sc := range StreamConfigs(s) {
 		if err := ensure(ctx, js, sc); err != nil {
@@ -115,6 +120,7 @@ func ensure(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConf
 	}
 	for {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		sc.Replicas = runtime.KeepReplicas(actx, js, sc.Name, sc.Replicas)
 		_, err := js.CreateOrUpdateStream(actx, sc)
 		cancel()
 		switch {

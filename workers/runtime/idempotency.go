@@ -43,6 +43,18 @@ func IdempotencyBucket(w Worker) jetstream.KeyValueConfig {
 	}
 }
 
+// KeepReplicas returns want, or the replica count stream has now when that
+// is higher: a process started with a smaller count (FORGEBUS_STREAM_REPLICAS
+// unset on a cluster) must never shrink a stream or bucket to fewer copies.
+// A stream that does not exist, or cannot be read, leaves want as it is.
+func KeepReplicas(ctx context.Context, js jetstream.JetStream, stream string, want int) int {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return want
+	}
+	return max(want, st.CachedInfo().Config.Replicas)
+}
+
 // maxKeyLen bounds an idempotency key; longer ids are hashed.
 const maxKeyLen = 200
 

@@ -199,7 +199,9 @@ func (r *Runtime) setup(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker %s: consumer on %s: %w", r.w.Name, consumerStream, err)
 	}
-	kv, err := r.js.CreateOrUpdateKeyValue(sctx, IdempotencyBucket(r.w))
+	bucket := IdempotencyBucket(r.w)
+	bucket.Replicas = KeepReplicas(sctx, r.js, "KV_"+bucket.Bucket, bucket.Replicas)
+	kv, err := r.js.CreateOrUpdateKeyValue(sctx, bucket)
 	if err != nil {
 		return nil, fmt.Errorf("worker %s: idempotency bucket: %w", r.w.Name, err)
 	}
