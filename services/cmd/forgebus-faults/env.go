@@ -88,21 +88,7 @@ workers:
         post:
           url: %q
           timeout: 5s
-    runtime:
-      max_in_flight: 8
-      job_timeout: 4s
-      ack_wait: 10s
-      max_deliver: 10
-      nak_delays: [1s]
-      grace_period: 5s
-      replicas: 3
-      retry:
-        initial: 200ms
-        max_interval: 1s
-        max_elapsed: 3s
-    policy:
-      events: ["push"]
-  docs:
+%s  docs:
     rules:
       - name: handbook
         repo: %q
@@ -112,30 +98,25 @@ workers:
         root: %q
         timeout: 8s
         keep: 3
-    runtime:
-      max_in_flight: 4
-      job_timeout: 10s
-      ack_wait: 20s
-      max_deliver: 10
-      nak_delays: [1s]
-      grace_period: 5s
-      replicas: 3
-      retry:
-        initial: 200ms
-        max_interval: 1s
-        max_elapsed: 3s
-    policy:
-      events: ["push"]
-  envsync:
+%s  envsync:
     rules:
       - name: app-env
         repo: %q
         branch: master
         file: %q
-    runtime:
-      max_in_flight: 4
-      job_timeout: 5s
-      ack_wait: 10s
+%s`, modelsOwner+"/"+modelsRepo, e.fx.url+"/refresh", runtimeYAML(8, "4s", "10s"),
+		docsOwner+"/"+docsRepoName, e.self, buildArg, e.fx.url+"/docs-build", e.docsRoot(), runtimeYAML(4, "10s", "20s"),
+		envOwner+"/"+envRepoN, envFile, runtimeYAML(4, "5s", "10s"))
+}
+
+// runtimeYAML is a worker's runtime and policy sections: what differs
+// between the workers, and the rest the same for all (three replicas of
+// the idempotency bucket, short waits so the run stays bounded).
+func runtimeYAML(maxInFlight int, jobTimeout, ackWait string) string {
+	return fmt.Sprintf(`    runtime:
+      max_in_flight: %d
+      job_timeout: %s
+      ack_wait: %s
       max_deliver: 10
       nak_delays: [1s]
       grace_period: 5s
@@ -146,9 +127,7 @@ workers:
         max_elapsed: 3s
     policy:
       events: ["push"]
-`, modelsOwner+"/"+modelsRepo, e.fx.url+"/refresh",
-		docsOwner+"/"+docsRepoName, e.self, buildArg, e.fx.url+"/docs-build", e.docsRoot(),
-		envOwner+"/"+envRepoN, envFile)
+`, maxInFlight, jobTimeout, ackWait)
 }
 
 // workerEnv is the extra environment of a runtime worker's replicas.

@@ -158,6 +158,22 @@ func storedOf(hooks []hook, c *counts, kd kind) []hook {
 	return out
 }
 
+// tally sums effect counts per key: all of them, the keys with more than
+// one (a duplicated effect), and the keys known does not own (an effect
+// for an event that should not have one).
+func tally(effects map[string]int, known func(string) bool) (total, dup, stray int) {
+	for key, n := range effects {
+		total += n
+		if n > 1 {
+			dup++
+		}
+		if !known(key) {
+			stray++
+		}
+	}
+	return total, dup, stray
+}
+
 // checkModels: one refresh POST per stored models event, none twice, none
 // for another event. The models worker has no superseded outcome: every
 // models event's effect must have run.
@@ -168,16 +184,8 @@ func checkModels(k *checker, st *workerStats, hooks []hook, c *counts, fx effect
 			modelsHooks[h.id] = true
 		}
 	}
-	effects, stray := 0, 0
-	for id, n := range fx.posts {
-		effects += n
-		if n > 1 {
-			st.dupEffects++
-		}
-		if !modelsHooks[id] {
-			stray++
-		}
-	}
+	effects, dup, stray := tally(fx.posts, func(id string) bool { return modelsHooks[id] })
+	st.dupEffects += dup
 	stored := storedOf(hooks, c, kindModels)
 	never := 0
 	for _, h := range stored {
@@ -213,16 +221,8 @@ func checkDocs(k *checker, st *workerStats, hooks []hook, c *counts, fx effectCo
 			byCommit[h.commit] = h
 		}
 	}
-	builds, stray := 0, 0
-	for commit, n := range fx.builds {
-		builds += n
-		if n > 1 {
-			st.dupEffects++
-		}
-		if _, ok := byCommit[commit]; !ok {
-			stray++
-		}
-	}
+	builds, dup, stray := tally(fx.builds, func(commit string) bool { _, ok := byCommit[commit]; return ok })
+	st.dupEffects += dup
 	stored := storedOf(hooks, c, kindDocs)
 	succeeded, superseded, never, builtSuperseded := 0, 0, 0, 0
 	for _, h := range stored {
@@ -325,22 +325,19 @@ func checkEnvsync(k *checker, st *workerStats, hooks []hook, c *counts, fx effec
 			bySeq[h.seq] = h
 		}
 	}
-	puts, stray := 0, 0
-	var live []string
+	ePuts := map[string]int{}
 	for key, n := range c.kv.puts {
-		rest, ok := strings.CutPrefix(key, keyPrefix)
-		if !ok {
-			continue
-		}
-		puts += n
-		if n > 1 {
-			st.dupEffects++
-		}
-		j, err := strconv.Atoi(rest)
-		if h, ok := bySeq[j]; err != nil || !ok || c.events[h.id] == 0 {
-			stray++
+		if rest, ok := strings.CutPrefix(key, keyPrefix); ok {
+			ePuts[rest] = n
 		}
 	}
+	puts, dup, stray := tally(ePuts, func(rest string) bool {
+		j, err := strconv.Atoi(rest)
+		h, ok := bySeq[j]
+		return err == nil && ok && c.events[h.id] > 0
+	})
+	st.dupEffects += dup
+	var live []string
 	for key := range c.kv.last {
 		if strings.HasPrefix(key, keyPrefix) {
 			live = append(live, strings.TrimPrefix(key, envPrefix+"."))
