@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
@@ -418,4 +419,71 @@ func TestUndecodableSourceIsRecorded(t *testing.T) {
 	if n, err := Verify(&buf); err != nil || n != 4 {
 		t.Fatalf("Verify = %d, %v", n, err)
 	}
+}
+
+// A read of the chain whose pull fails midway with "no responders" (seen
+// on a three-node cluster while a restarted node caught up) resumes after
+// the last record read: every record once, in order. The broker is real;
+// only the reader's pull is made to fail, twice.
+func TestWalkResumesAfterAFailedPull(t *testing.T) {
+	js := setup(t)
+	ctx := context.Background()
+	const n = 1200
+	publishSources(t, js, n)
+	_, stop := startWorker(t, js, nil, 5*time.Second)
+	natstest.Eventually(t, 30*time.Second, "audit records", func() bool { return auditCount(t, js) >= n })
+	stop()
+
+	flaky := &failingPulls{JetStream: js, failAfter: 1, failures: 2}
+	var seqs []uint64
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := walk(wctx, flaky, func(_ []byte, seq uint64) error {
+		seqs = append(seqs, seq)
+		return nil
+	}); err != nil {
+		t.Fatalf("walk with failing pulls: %v", err)
+	}
+	if flaky.failed != 2 || len(seqs) != n {
+		t.Fatalf("walk read %d records after %d failed pulls, want %d after 2", len(seqs), flaky.failed, n)
+	}
+	for i, seq := range seqs {
+		if seq != uint64(i+1) {
+			t.Fatalf("record %d has sequence %d: a gap or a repeat", i, seq)
+		}
+	}
+	if got, err := VerifyStream(wctx, flaky); err != nil || got != n {
+		t.Fatalf("VerifyStream = %d, %v", got, err)
+	}
+}
+
+// failingPulls makes the pull after failAfter good ones fail with
+// ErrNoResponders, failures times in all, on the ordered consumers it
+// opens.
+type failingPulls struct {
+	jetstream.JetStream
+	failAfter, failures, failed int
+}
+
+func (f *failingPulls) OrderedConsumer(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig) (jetstream.Consumer, error) {
+	c, err := f.JetStream.OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &failingConsumer{Consumer: c, f: f}, nil
+}
+
+type failingConsumer struct {
+	jetstream.Consumer
+	f     *failingPulls
+	pulls int
+}
+
+func (c *failingConsumer) Fetch(n int, opts ...jetstream.FetchOpt) (jetstream.MessageBatch, error) {
+	c.pulls++
+	if c.pulls > c.f.failAfter && c.f.failed < c.f.failures {
+		c.f.failed++
+		return nil, nats.ErrNoResponders
+	}
+	return c.Consumer.Fetch(n, opts...)
 }

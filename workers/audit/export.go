@@ -72,7 +72,10 @@ func Query(ctx context.Context, js jetstream.JetStream, repo string, since time.
 }
 
 // walk calls fn for every message of FORGE_AUDIT up to the last sequence at
-// the start of the walk, in order.
+// the start of the walk, in order. A read that fails midway (a node
+// restarting, the consumer's server gone: "no responders") resumes after
+// the last record read, with a new consumer, up to walkRetries times; an
+// error of fn ends the walk at once.
 func walk(ctx context.Context, js jetstream.JetStream, fn func(raw []byte, seq uint64) error) error {
 	s, err := js.Stream(ctx, schemas.StreamAudit)
 	if err != nil {
@@ -86,9 +89,49 @@ func walk(ctx context.Context, js jetstream.JetStream, fn func(raw []byte, seq u
 	if info.State.Msgs == 0 || last == 0 {
 		return nil
 	}
-	cons, err := js.OrderedConsumer(ctx, schemas.StreamAudit, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	var next uint64 // 0: from the start
+	for failures := 0; ; failures++ {
+		err := walkFrom(ctx, js, next, last, func(raw []byte, seq uint64) error {
+			if err := fn(raw, seq); err != nil {
+				return &stopError{err}
+			}
+			next = seq + 1
+			return nil
+		})
+		var stop *stopError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &stop):
+			return stop.err
+		case failures == walkRetries || ctx.Err() != nil:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(walkPause):
+		}
+	}
+}
+
+const (
+	walkRetries = 10
+	walkPause   = 500 * time.Millisecond
+)
+
+// stopError carries an error of walk's fn, which ends the walk.
+type stopError struct{ err error }
+
+func (e *stopError) Error() string { return e.err.Error() }
+
+// walkFrom reads FORGE_AUDIT from sequence from (0: the first) to last.
+func walkFrom(ctx context.Context, js jetstream.JetStream, from, last uint64, fn func(raw []byte, seq uint64) error) error {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if from > 0 {
+		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
+	}
+	cons, err := js.OrderedConsumer(ctx, schemas.StreamAudit, cfg)
 	if err != nil {
 		return fmt.Errorf("ordered consumer on %s: %w", schemas.StreamAudit, err)
 	}
