@@ -106,7 +106,11 @@ func Connect(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ..
 		return nil, fmt.Errorf("connect to nats %s: %w", redactURLs(url), err)
 	}
 	b.Conn = nc
-	js, err := jetstream.New(nc)
+	// The workers publish results and idempotency records asynchronously
+	// and wait for each ack with their own deadline; this timeout only
+	// clears an ack that never comes (a connection lost mid-publish) from
+	// the client's pending list.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -118,6 +122,9 @@ func Connect(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ..
 	}
 	return b, nil
 }
+
+// asyncAckTimeout bounds how long an async publish waits for its ack.
+const asyncAckTimeout = time.Minute
 
 func (b *Broker) clientOptions(ctx context.Context, cfg config.Config, o options) []nats.Option {
 	timeout := 5 * time.Second
