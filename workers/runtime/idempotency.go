@@ -379,9 +379,13 @@ func (s *idempotency) recordAsync(id string, r idemRecord) (jetstream.PubAckFutu
 	return f, nil
 }
 
-// record stores id as finished with r.
+// record stores id as finished with r and waits for the bucket's ack.
 func (s *idempotency) record(ctx context.Context, id string, r idemRecord) error {
-	if _, err := s.kv.Put(ctx, IdempotencyKey(id), r.appendJSON(nil)); err != nil {
+	f, err := s.recordAsync(id, r)
+	if err != nil {
+		return err
+	}
+	if err := waitAck(ctx, f); err != nil {
 		return fmt.Errorf("idempotency put: %w", err)
 	}
 	return nil
