@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/natstest"
 )
 
 // The hand-written record encoding writes what encoding/json writes, for
@@ -112,5 +113,47 @@ func TestIdempotencyLookupBrokerDown(t *testing.T) {
 	_, found, err := s.done(ctx, "evt-1")
 	if err == nil || found {
 		t.Fatalf("done with the broker down = found %v, err %v; want an error", found, err)
+	}
+}
+
+// Many copies of one event arrive together (redeliveries, replays) and
+// start at once: the event id's lock runs them one after the other, each
+// looking up after the one before recorded, so the handler runs once and
+// every other copy is a duplicate, pulling ahead or not.
+func TestCopiesArrivingTogetherRunOnce(t *testing.T) {
+	for _, prefetch := range []bool{true, false} {
+		t.Run(fmt.Sprintf("prefetch=%v", prefetch), func(t *testing.T) {
+			_, _, js := broker(t)
+			const copies = 30
+			for i := range copies {
+				publish(t, js, envelope("same"), fmt.Sprintf("copy-%d", i))
+			}
+			calls := newCounter()
+			s := fastSettings()
+			s.MaxInFlight = 16
+			if prefetch {
+				s.AckWait, s.JobTimeout = 10*time.Second, 5*time.Second
+			}
+			if s.prefetch() != prefetch {
+				t.Fatalf("settings prefetch = %v", s.prefetch())
+			}
+			start(t, js, Worker{Name: "copies", Subjects: []string{"forge.>"}, Settings: s,
+				Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
+					calls.inc(ev.ID)
+					time.Sleep(5 * time.Millisecond)
+					return Report{}, nil
+				})})
+			natstest.Eventually(t, 10*time.Second, "a result per copy", func() bool { return len(results(t, js)) == copies })
+			rs := results(t, js)
+			if n := len(resultsOf(rs, "same", schemas.OutcomeSucceeded)); n != 1 {
+				t.Errorf("%d succeeded results, want 1", n)
+			}
+			if n := len(resultsOf(rs, "same", schemas.OutcomeDuplicate)); n != copies-1 {
+				t.Errorf("%d duplicate results, want %d", n, copies-1)
+			}
+			if n := calls.get("same"); n != 1 {
+				t.Errorf("handler ran %d times, want once", n)
+			}
+		})
 	}
 }

@@ -64,7 +64,7 @@ func (r *Runtime) publishResultAt(ctx context.Context, j *job, attempt int, outc
 		Started:    j.started.UTC(),
 		Finished:   now,
 	}
-	data, err := json.Marshal(res)
+	data, err := res.AppendJSON(make([]byte, 0, 512))
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
