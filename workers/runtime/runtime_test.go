@@ -319,6 +319,22 @@ func TestLongJobKeepsItsMessage(t *testing.T) {
 	if n := calls.get("slow"); n != 1 {
 		t.Errorf("handler calls = %d, want 1", n)
 	}
+	// Not redelivered at all: a redelivery to the same replica would wait
+	// for the event id's lock and end as a duplicate. One that happened
+	// did so an AckWait into the job, long before it ended.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := js.Consumer(ctx, schemas.StreamEvents, "long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Delivered.Consumer != 1 {
+		t.Errorf("%d deliveries of one message, want 1", info.Delivered.Consumer)
+	}
 }
 
 func TestStopDrainsInFlight(t *testing.T) {
