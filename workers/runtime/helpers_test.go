@@ -162,6 +162,17 @@ func streamCount(t testing.TB, js jetstream.JetStream, stream string) uint64 {
 	return info.State.Msgs
 }
 
+// consumerInfo reads the FORGE_EVENTS consumer of worker name.
+func consumerInfo(js jetstream.JetStream, name string) (*jetstream.ConsumerInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := js.Consumer(ctx, schemas.StreamEvents, name)
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(ctx)
+}
+
 // resultsOf returns the results with outcome o for event id (any when id
 // is empty).
 func resultsOf(rs []schemas.Result, id string, o schemas.Outcome) []schemas.Result {

@@ -322,13 +322,7 @@ func TestLongJobKeepsItsMessage(t *testing.T) {
 	// Not redelivered at all: a redelivery to the same replica would wait
 	// for the event id's lock and end as a duplicate. One that happened
 	// did so an AckWait into the job, long before it ended.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	cons, err := js.Consumer(ctx, schemas.StreamEvents, "long")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := cons.Info(ctx)
+	info, err := consumerInfo(js, "long")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,11 +566,7 @@ func TestRecordFailsAfterEffect(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	publish(t, js, envelope("ev-u"), "")
 	natstest.Eventually(t, 15*time.Second, "the consumer settled every delivery", func() bool {
-		c, err := js.Consumer(context.Background(), schemas.StreamEvents, "unrecorded")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(context.Background())
+		info, err := consumerInfo(js, "unrecorded")
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Consumer == 1
 	})
 	if got := calls.get("ev-u"); got != 1 {
