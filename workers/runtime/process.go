@@ -114,7 +114,7 @@ func (r *Runtime) settle(h message.HandlerFunc) message.HandlerFunc {
 // growStack grows a job's goroutine stack to 8 KiB at once, while it is
 // still shallow. The router starts every delivery on a new goroutine, whose
 // small stack otherwise grows, and is copied, deep in the result's encoding:
-// about 4% of the CPU of a no-op job in the benchmark (`make bench`), where
+// 4 to 6% of the CPU of a no-op job in the benchmark (`make bench`), where
 // the embedded broker's many idle goroutines keep Go's adaptive first stack
 // size small. Done here it costs a fraction of that.
 //
