@@ -25,6 +25,7 @@ type options struct {
 	serial    int
 	workerN   int
 	inFlight  int
+	rounds    int
 	skipSpool bool
 }
 
@@ -36,6 +37,7 @@ func main() {
 	flag.IntVar(&o.serial, "serial", 3000, "requests per serial run")
 	flag.IntVar(&o.workerN, "worker-messages", 20000, "messages for the worker runtime run")
 	flag.IntVar(&o.inFlight, "worker-inflight", 64, "worker max in-flight")
+	flag.IntVar(&o.rounds, "worker-rounds", 5, "rounds of runtime, ceiling and ceiling+KV put; the median round by ratio is shown")
 	flag.BoolVar(&o.skipSpool, "skip-spool", false, "skip the broker-down (spool) run")
 	flag.Parse()
 	if err := run(o); err != nil {
