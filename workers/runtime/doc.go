@@ -63,6 +63,12 @@
 // recorded result again. The idempotency checks of jobs that start at the
 // same moment share one multi-key direct get.
 //
+// Copies of one event id run one at a time: within a replica through a
+// per-event lock, across replicas through a "running" marker in the same
+// bucket (key run.<key>) that a job writes only once its message is half
+// FORGE_EVENTS's duplicate window old; a copy that finds another
+// delivery's marker waits for that delivery's outcome (running.go).
+//
 // # Dead letters and replay
 //
 // A dead letter holds the original event byte for byte when it is JSON

@@ -118,10 +118,11 @@ type idempotency struct {
 	queue    []*lookup
 	batching bool
 	token    uint64
-	answers  map[string]chan *nats.Msg // by token
-	perKey   bool                      // the server refused a multi get
+	answers  map[string]*answers // by token
+	perKey   bool                // the server refused a multi get
 
 	batches atomic.Int64 // multi gets sent, for tests
+	named   atomic.Int64 // batches that named their markers, for tests
 }
 
 // lookup is one job's question: has the worker finished this key?
@@ -129,8 +130,13 @@ type lookup struct {
 	key   string
 	rec   idemRecord
 	found bool
-	err   error
-	ready chan struct{}
+	// mark is the event id's running marker (markerKey), with its
+	// revision (KV stream sequence), when marked.
+	mark    idemRecord
+	markRev uint64
+	marked  bool
+	err     error
+	ready   chan struct{}
 }
 
 // maxLookupBatch bounds the keys of one multi get (the server answers at
@@ -157,7 +163,7 @@ func newIdempotency(js jetstream.JetStream, kv jetstream.KeyValue, log zerolog.L
 		prefix:  "$KV." + bucket + ".",
 		inbox:   nats.NewInbox() + ".",
 		log:     log,
-		answers: map[string]chan *nats.Msg{},
+		answers: map[string]*answers{},
 	}
 	sub, err := s.nc.Subscribe(s.inbox+"*", s.deliver)
 	if err != nil {
@@ -174,25 +180,40 @@ func (s *idempotency) close() {
 	}
 }
 
+// answers collects one multi get's messages. More than it has room for
+// closes over: the batch then fails with errTooManyAnswers.
+type answers struct {
+	ch       chan *nats.Msg
+	over     chan struct{}
+	overOnce sync.Once
+}
+
 // deliver routes an answer to the batch waiting for it; answers of a
 // batch that gave up are dropped.
 func (s *idempotency) deliver(m *nats.Msg) {
 	token := strings.TrimPrefix(m.Subject, s.inbox)
 	s.mu.Lock()
-	ch := s.answers[token]
+	a := s.answers[token]
 	s.mu.Unlock()
-	if ch == nil {
+	if a == nil {
 		return
 	}
 	select {
-	case ch <- m:
-	default: // more answers than keys: the batch fails on its own count
+	case a.ch <- m:
+	default:
+		a.overOnce.Do(func() { close(a.over) })
 	}
 }
 
 // done returns the record of id, or found false when the worker has not
 // finished it.
 func (s *idempotency) done(ctx context.Context, id string) (idemRecord, bool, error) {
+	l, err := s.get(ctx, id)
+	return l.rec, l.found, err
+}
+
+// get looks id up, with the record's revision.
+func (s *idempotency) get(ctx context.Context, id string) (*lookup, error) {
 	l := &lookup{key: IdempotencyKey(id), ready: make(chan struct{})}
 	s.mu.Lock()
 	s.queue = append(s.queue, l)
@@ -204,9 +225,9 @@ func (s *idempotency) done(ctx context.Context, id string) (idemRecord, bool, er
 	}
 	select {
 	case <-l.ready:
-		return l.rec, l.found, l.err
+		return l, l.err
 	case <-ctx.Done():
-		return idemRecord{}, false, fmt.Errorf("idempotency get: %w", ctx.Err())
+		return &lookup{key: l.key}, fmt.Errorf("idempotency get: %w", ctx.Err())
 	}
 }
 
@@ -232,35 +253,55 @@ func (s *idempotency) drain() {
 	}
 }
 
-// resolveEach answers every lookup with its own get.
+// resolveEach answers every lookup with gets of its own: the record,
+// then the marker.
 func (s *idempotency) resolveEach(batch []*lookup) {
-	for _, l := range batch {
+	get := func(l *lookup, key string) (jetstream.KeyValueEntry, bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
-		e, err := s.kv.Get(ctx, l.key)
-		cancel()
+		defer cancel()
+		e, err := s.kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
+			return nil, false
 		case err != nil:
 			l.err = fmt.Errorf("idempotency get: %w", err)
-		default:
+			return nil, false
+		}
+		return e, true
+	}
+	for _, l := range batch {
+		if e, ok := get(l, l.key); ok {
 			l.rec, l.found = decodeRecord(e.Value()), true
+		}
+		if e, ok := get(l, markerKey(l.key)); ok && l.err == nil {
+			l.mark, l.markRev, l.marked = decodeRecord(e.Value()), e.Revision(), true
 		}
 		close(l.ready)
 	}
 }
 
-// resolve answers a batch with one multi get.
+// resolve answers a batch with one multi get: the records of its keys,
+// and every running marker of the bucket (one wildcard: markers live only
+// while their jobs run, so there are few). With more markers than an
+// answer holds it asks for its own keys' markers by name instead.
 func (s *idempotency) resolve(batch []*lookup) {
 	s.batches.Add(1)
 	byKey := make(map[string][]*lookup, len(batch))
-	subjects := make([]string, 0, len(batch))
+	subjects := make([]string, 0, len(batch)+1)
 	for _, l := range batch {
 		if _, ok := byKey[l.key]; !ok {
 			subjects = append(subjects, s.prefix+l.key)
 		}
 		byKey[l.key] = append(byKey[l.key], l)
 	}
-	found, err := s.multiGet(subjects)
+	found, err := s.multiGet(append(subjects, s.prefix+markerKey(">")), maxMarkersAnswered)
+	if errors.Is(err, errTooManyAnswers) {
+		s.named.Add(1)
+		for key := range byKey {
+			subjects = append(subjects, s.prefix+markerKey(key))
+		}
+		found, err = s.multiGet(subjects, 0)
+	}
 	if errors.Is(err, errMultiGetRefused) {
 		s.mu.Lock()
 		s.perKey = true
@@ -270,13 +311,18 @@ func (s *idempotency) resolve(batch []*lookup) {
 		return
 	}
 	for key, ls := range byKey {
-		value, ok := found[key]
+		a, ok := found[key]
+		m, marked := found[markerKey(key)]
 		for _, l := range ls {
-			switch {
-			case err != nil:
+			if err != nil {
 				l.err = err
-			case ok:
-				l.rec, l.found = decodeRecord(value), true
+			} else {
+				if ok {
+					l.rec, l.found = decodeRecord(a.value), true
+				}
+				if marked {
+					l.mark, l.markRev, l.marked = decodeRecord(m.value), m.rev, true
+				}
 			}
 			close(l.ready)
 		}
@@ -286,24 +332,41 @@ func (s *idempotency) resolve(batch []*lookup) {
 // errMultiGetRefused: the server does not take multi_last requests.
 var errMultiGetRefused = errors.New("multi get refused")
 
+// errTooManyAnswers: a multi get with a wildcard matched more than it can
+// take (maxMarkersAnswered, or the server's 1024).
+var errTooManyAnswers = errors.New("idempotency get: too many answers")
+
+// maxMarkersAnswered is how many running markers one lookup batch takes
+// through the wildcard before it names its keys' markers instead.
+const maxMarkersAnswered = 64
+
+// answer is one key's record in a multi get: its value and revision.
+type answer struct {
+	value []byte
+	rev   uint64
+}
+
 // multiGet asks for the last message of every subject at once and
 // returns the values found, by key. It succeeds only on a complete
 // answer: the server's end-of-batch marker with nothing left pending, or
 // its "no results"; anything else (a timeout, a lost connection, an error
 // status, a marker saying more is pending) is an error, never "not
 // found".
-func (s *idempotency) multiGet(subjects []string) (map[string][]byte, error) {
+//
+// extra is how many answers beyond one per subject it takes, for subjects
+// with wildcards; more is errTooManyAnswers.
+func (s *idempotency) multiGet(subjects []string, extra int) (map[string]answer, error) {
 	req, err := json.Marshal(struct {
 		MultiLast []string `json:"multi_last"`
 	}{subjects})
 	if err != nil {
 		return nil, fmt.Errorf("idempotency get: %w", err)
 	}
-	ch := make(chan *nats.Msg, len(subjects)+2)
+	a := &answers{ch: make(chan *nats.Msg, len(subjects)+extra+2), over: make(chan struct{})}
 	s.mu.Lock()
 	s.token++
 	token := strconv.FormatUint(s.token, 36)
-	s.answers[token] = ch
+	s.answers[token] = a
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -315,11 +378,13 @@ func (s *idempotency) multiGet(subjects []string) (map[string][]byte, error) {
 	}
 	timer := time.NewTimer(lookupTimeout)
 	defer timer.Stop()
-	found := make(map[string][]byte, len(subjects))
+	found := make(map[string]answer, len(subjects))
 	for {
 		var m *nats.Msg
 		select {
-		case m = <-ch:
+		case m = <-a.ch:
+		case <-a.over:
+			return nil, errTooManyAnswers
 		case <-timer.C:
 			return nil, fmt.Errorf("idempotency get: %w after %s", nats.ErrTimeout, lookupTimeout)
 		}
@@ -334,10 +399,14 @@ func (s *idempotency) multiGet(subjects []string) (map[string][]byte, error) {
 			case "DEL", "PURGE":
 				delete(found, key)
 			default:
-				found[key] = m.Data
+				rev, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("idempotency get: answer for %q without a sequence", subj)
+				}
+				found[key] = answer{m.Data, rev}
 			}
-			if len(found) > len(subjects) {
-				return nil, fmt.Errorf("idempotency get: more answers than keys")
+			if len(found) > len(subjects)+extra {
+				return nil, errTooManyAnswers
 			}
 		case "204": // end of batch
 			if p := m.Header.Get("Nats-Num-Pending"); p != "" && p != "0" {
@@ -349,6 +418,8 @@ func (s *idempotency) multiGet(subjects []string) (map[string][]byte, error) {
 				return found, nil
 			}
 			return nil, fmt.Errorf("idempotency get: %s %s", status, m.Header.Get("Description"))
+		case "413": // Too Many Results: a wildcard matched over the server's limit
+			return nil, errTooManyAnswers
 		case "400", "408":
 			return nil, fmt.Errorf("%w: %s %s", errMultiGetRefused, status, m.Header.Get("Description"))
 		case "503":
@@ -403,4 +474,81 @@ func (r idemRecord) appendJSON(b []byte) []byte {
 	b = append(b, `,"at":"`...)
 	b = r.At.AppendFormat(b, time.RFC3339Nano)
 	return append(b, `"}`...)
+}
+
+// outcomeRunning is the outcome in a running marker: an event id whose
+// handler runs now, in the delivery of stream sequence Seq (running.go).
+// It is never a result's outcome.
+const outcomeRunning schemas.Outcome = "running"
+
+// outcomeRetry is the outcome in a retry marker: the delivery of Seq ran,
+// failed and comes back. It holds no copy back; a copy that finds it
+// claims the event before its handler (running.go).
+const outcomeRetry schemas.Outcome = "retry"
+
+// markerKey is the key of the running marker of the event whose record key
+// is key: "run.<key>". A record key is one token (IdempotencyKey escapes
+// '.'), so the two never meet, and a runtime from before markers, which
+// looks up record keys only, never mistakes a marker for a record.
+func markerKey(key string) string { return "run." + key }
+
+// errClaimed: the key changed between its lookup and a conditional write.
+var errClaimed = errors.New("idempotency: the key changed since it was read")
+
+// claim writes the running marker r of id only if the marker is still as a
+// lookup saw it: absent (found false), or at revision rev. It returns the
+// new revision, or errClaimed when another write came first.
+func (s *idempotency) claim(ctx context.Context, id string, r idemRecord, found bool, rev uint64) (uint64, error) {
+	key := markerKey(IdempotencyKey(id))
+	var err error
+	var n uint64
+	if found {
+		n, err = s.kv.Update(ctx, key, r.appendJSON(nil), rev)
+	} else {
+		n, err = s.kv.Create(ctx, key, r.appendJSON(nil))
+	}
+	switch {
+	case err == nil:
+		return n, nil
+	case isConflict(err):
+		return 0, errClaimed
+	default:
+		return 0, fmt.Errorf("idempotency claim: %w", err)
+	}
+}
+
+// unclaim removes id's running marker if it is still the one at revision
+// rev, by purging its subject: a KV delete would leave a delete marker,
+// which the lookups' wildcard would then return for as long as the bucket
+// keeps it.
+func (s *idempotency) unclaim(ctx context.Context, id string, rev uint64) error {
+	mk := markerKey(IdempotencyKey(id))
+	e, err := s.kv.Get(ctx, mk)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("idempotency: read running marker: %w", err)
+	case e.Revision() != rev:
+		return nil // another delivery's marker by now
+	}
+	st, err := s.js.Stream(ctx, "KV_"+s.kv.Bucket())
+	if err == nil {
+		err = st.Purge(ctx, jetstream.WithPurgeSubject(s.prefix+mk))
+	}
+	if err != nil {
+		return fmt.Errorf("idempotency: remove running marker: %w", err)
+	}
+	return nil
+}
+
+// isConflict reports a conditional write refused because the key moved on
+// (JetStream's wrong last sequence; 10164 on replicated streams).
+func isConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -19,7 +20,7 @@ import (
 // every outcome a record can hold.
 func TestIdemRecordJSON(t *testing.T) {
 	at := time.Date(2026, 11, 24, 16, 5, 44, 123456789, time.UTC)
-	for _, o := range []schemas.Outcome{schemas.OutcomeSucceeded, schemas.OutcomeSuperseded, schemas.OutcomeDenied, schemas.OutcomeDuplicate} {
+	for _, o := range []schemas.Outcome{schemas.OutcomeSucceeded, schemas.OutcomeSuperseded, schemas.OutcomeDenied, schemas.OutcomeDuplicate, outcomeRunning} {
 		r := idemRecord{Outcome: o, Seq: 18446744073709551615, Attempt: 7, At: at}
 		want, err := json.Marshal(r)
 		if err != nil {
@@ -99,6 +100,80 @@ func TestIdempotencyBatchedLookups(t *testing.T) {
 	t.Logf("%d lookups in %d multi gets", n, sent)
 	if sent < 1 || sent >= n/2 {
 		t.Errorf("%d lookups took %d requests: not batched", n, sent)
+	}
+}
+
+// Running markers: a claim is conditional on the marker as a lookup saw
+// it, an unclaim removes only the marker it wrote, and a lookup returns the
+// record and the marker apart, batched or key by key.
+func TestIdempotencyMarkers(t *testing.T) {
+	_, _, js := broker(t)
+	s, _ := newTestIdempotency(t, js)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	at := time.Now().UTC()
+	mark := func(seq uint64) idemRecord { return idemRecord{Outcome: outcomeRunning, Seq: seq, Attempt: 1, At: at} }
+	if err := s.record(ctx, "a", idemRecord{Outcome: schemas.OutcomeSucceeded, Seq: 1, Attempt: 1, At: at}); err != nil {
+		t.Fatal(err)
+	}
+	revA, err := s.claim(ctx, "a", mark(2), false, 0)
+	if err != nil {
+		t.Fatalf("claim a: %v", err)
+	}
+	if _, err := s.claim(ctx, "a", mark(3), false, 0); !errors.Is(err, errClaimed) {
+		t.Errorf("second claim of a as absent = %v, want errClaimed", err)
+	}
+	if _, err := s.claim(ctx, "a", mark(3), true, revA-1); !errors.Is(err, errClaimed) {
+		t.Errorf("claim of a at a wrong revision = %v, want errClaimed", err)
+	}
+	revB, err := s.claim(ctx, "b", mark(4), false, 0)
+	if err != nil {
+		t.Fatalf("claim b: %v", err)
+	}
+	if revB, err = s.claim(ctx, "b", mark(5), true, revB); err != nil {
+		t.Fatalf("claim b over its marker at its revision: %v", err)
+	}
+	if err := s.unclaim(ctx, "b", revB-1); err != nil {
+		t.Fatalf("unclaim b at an old revision: %v", err)
+	}
+	check := func(named int64) {
+		t.Helper()
+		for _, perKey := range []bool{false, true} {
+			s.mu.Lock()
+			s.perKey = perKey
+			s.mu.Unlock()
+			l, err := s.get(ctx, "a")
+			if err != nil || !l.found || l.rec.Seq != 1 || !l.marked || l.mark.Seq != 2 || l.mark.Outcome != outcomeRunning || l.markRev != revA {
+				t.Errorf("perKey %v: a = %+v, %v; want record seq 1 and marker seq 2 at revision %d", perKey, l, err, revA)
+			}
+			if l, err := s.get(ctx, "b"); err != nil || l.found || !l.marked || l.mark.Seq != 5 {
+				t.Errorf("perKey %v: b = %+v, %v; want its marker of seq 5, left by the unclaim at an old revision", perKey, l, err)
+			}
+			if l, err := s.get(ctx, "c"); err != nil || l.found || l.marked {
+				t.Errorf("perKey %v: c = %+v, %v; want nothing", perKey, l, err)
+			}
+		}
+		if n := s.named.Load(); n != named {
+			t.Errorf("%d batches named their markers, want %d", n, named)
+		}
+	}
+	check(0) // the markers come through the wildcard
+	// More live markers than one answer takes through the wildcard: the
+	// batch names its keys' markers instead.
+	for i := range maxMarkersAnswered + 1 {
+		if _, err := s.claim(ctx, fmt.Sprintf("other-%d", i), mark(100), false, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(3)
+	if err := s.unclaim(ctx, "b", revB); err != nil {
+		t.Fatalf("unclaim b: %v", err)
+	}
+	s.mu.Lock()
+	s.perKey = false
+	s.mu.Unlock()
+	if l, err := s.get(ctx, "b"); err != nil || l.marked {
+		t.Errorf("b after unclaim = %+v, %v; want no marker", l, err)
 	}
 }
 

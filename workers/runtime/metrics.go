@@ -18,6 +18,7 @@ type metrics struct {
 	redeliveries *prometheus.CounterVec
 	pending      *prometheus.GaugeVec
 	recordErrors *prometheus.CounterVec
+	waits        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -47,6 +48,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "forgebus", Subsystem: "worker", Name: "idempotency_record_errors_total",
 			Help: "Finished jobs whose idempotency record could not be stored (a later copy of the event would run again).",
 		}, []string{"worker"}),
+		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "forgebus", Subsystem: "worker", Name: "running_waits_total",
+			Help: "Deliveries that found another copy of their event running on another replica, and waited for it.",
+		}, []string{"worker"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -68,6 +73,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.recordErrors, err = register(reg, m.recordErrors); err != nil {
+		return nil, err
+	}
+	if m.waits, err = register(reg, m.waits); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -95,6 +103,7 @@ type series struct {
 	duration     prometheus.Observer
 	pending      prometheus.Gauge
 	recordErrors prometheus.Counter
+	waits        prometheus.Counter
 
 	jobsVec *prometheus.CounterVec
 	worker  string
@@ -109,6 +118,7 @@ func (m *metrics) series(worker string) *series {
 		duration:     m.duration.WithLabelValues(worker),
 		pending:      m.pending.WithLabelValues(worker),
 		recordErrors: m.recordErrors.WithLabelValues(worker),
+		waits:        m.waits.WithLabelValues(worker),
 		jobsVec:      m.jobs,
 		worker:       worker,
 		jobs:         map[string]prometheus.Counter{},

@@ -53,6 +53,20 @@ type job struct {
 	// the event id's lock in this replica after that.
 	record *idemRecord
 	unlock func()
+
+	// The event id's "running" marker (claimRunning). markMu orders the
+	// heartbeat's write of it against finish. keyFound and keyRev are the
+	// key as the idempotency check last saw it, to write the marker over;
+	// mayMark is set once that check let the handler run; settling once
+	// finish has begun; markRev is the marker's revision once written.
+	markMu   sync.Mutex
+	keyFound bool
+	keyRev   uint64
+	mayMark  bool
+	settling bool
+	markRev  uint64
+	// retrying: finish naked the delivery; it comes back.
+	retrying bool
 }
 
 // settle is the outermost middleware: it decodes the envelope, keeps the
@@ -96,7 +110,7 @@ func (r *Runtime) settle(h message.HandlerFunc) message.HandlerFunc {
 		default:
 			// The heartbeat runs until the delivery is settled: storing
 			// the outcome can take a while when the broker is struggling.
-			stop := r.heartbeat(d, j.log)
+			stop := r.heartbeat(d, j.log, func() { r.markIfLong(j) })
 			defer stop()
 			jctx, cancel := context.WithTimeout(ctx, r.w.Settings.JobTimeout)
 			wm.SetContext(jctx)
@@ -139,10 +153,12 @@ func decodeEnvelope(data []byte) (*schemas.Envelope, error) {
 }
 
 // heartbeat sends in-progress every AckWait/3 until stop is called, so a
-// long job keeps its message while its replica lives. A timer that re-arms
-// itself, not a goroutine per job: most jobs end before it first fires.
-func (r *Runtime) heartbeat(d *delivery, log zerolog.Logger) (stop func()) {
-	every := r.w.Settings.AckWait / 3
+// long job keeps its message while its replica lives, and calls tick after
+// each. It beats at least every quarter of the duplicate window, for
+// markIfLong. A timer that re-arms itself, not a goroutine per job: most
+// jobs end before it first fires.
+func (r *Runtime) heartbeat(d *delivery, log zerolog.Logger, tick func()) (stop func()) {
+	every := min(r.w.Settings.AckWait/3, max(r.dupWindow()/4, time.Millisecond))
 	var mu sync.Mutex
 	stopped := false
 	var t *time.Timer
@@ -152,6 +168,7 @@ func (r *Runtime) heartbeat(d *delivery, log zerolog.Logger) (stop func()) {
 		if err := d.inProgress(); err != nil {
 			log.Warn().Err(err).Msg("in-progress heartbeat")
 		}
+		tick()
 		mu.Lock()
 		defer mu.Unlock()
 		if !stopped {
@@ -208,20 +225,56 @@ func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 			return nil, err
 		}
 		j.unlock = unlock // held until finish has recorded the outcome
-		rec, found, err := r.idem.done(ctx, j.ev.ID)
-		if err != nil {
-			return nil, err
-		}
-		if found && rec.Seq == j.d.seq {
-			j.unpublished = &rec
-			j.outcome = rec.Outcome
-			j.log.Info().Str("first_outcome", string(rec.Outcome)).Int("first_attempt", rec.Attempt).Msg("redelivery of a recorded job: its result is published again")
-			return nil, nil
-		}
-		if found {
-			j.outcome = schemas.OutcomeDuplicate
-			j.log.Debug().Str("first_outcome", string(rec.Outcome)).Uint64("first_seq", rec.Seq).Msg("duplicate")
-			return nil, nil
+		for waited := false; ; {
+			l, err := r.idem.get(ctx, j.ev.ID)
+			if err != nil {
+				return nil, err
+			}
+			rec, mark := l.rec, l.mark
+			switch {
+			case l.found && rec.Seq == j.d.seq:
+				j.unpublished = &rec
+				j.outcome = rec.Outcome
+				j.log.Info().Str("first_outcome", string(rec.Outcome)).Int("first_attempt", rec.Attempt).Msg("redelivery of a recorded job: its result is published again")
+				return nil, nil
+			case l.found:
+				j.outcome = schemas.OutcomeDuplicate
+				j.log.Debug().Str("first_outcome", string(rec.Outcome)).Uint64("first_seq", rec.Seq).Msg("duplicate")
+				return nil, nil
+			case l.marked && mark.Outcome == outcomeRunning && mark.Seq != j.d.seq && !r.staleMarker(mark):
+				// Another copy of this event runs on another replica:
+				// wait for its outcome.
+				if !waited {
+					waited = true
+					r.series.waits.Inc()
+					j.log.Info().Uint64("running_seq", mark.Seq).Time("running_since", mark.At).Msg("another delivery of this event is running; waiting for it")
+				}
+				if err := sleepCtx(ctx, r.markerPoll()); err != nil {
+					return nil, fmt.Errorf("event %s is still running in the delivery of stream sequence %d (since %s): %w",
+						j.ev.ID, mark.Seq, mark.At.Format(time.RFC3339), err)
+				}
+				continue
+			}
+			// Not done, and no marker; this message's own from an earlier
+			// delivery; one whose job is long over; or a retry marker. A
+			// job claims the event first whenever there is a marker, or
+			// it starts late.
+			j.markMu.Lock()
+			j.keyFound, j.keyRev = l.marked, l.markRev
+			j.markMu.Unlock()
+			if l.marked || r.startsLate(j) {
+				err := r.claimRunning(ctx, j)
+				if errors.Is(err, errClaimed) {
+					continue // someone wrote first: look again
+				}
+				if err != nil {
+					return nil, err
+				}
+			}
+			j.markMu.Lock()
+			j.mayMark = true
+			j.markMu.Unlock()
+			break
 		}
 		out, err := h(wm)
 		if err != nil {
@@ -300,12 +353,27 @@ func (r *Runtime) handle(wm *message.Message) error {
 
 // finish settles the delivery from herr and the job's outcome.
 func (r *Runtime) finish(j *job, herr error) {
+	if rev, ran := j.settleMarker(); rev != 0 || ran {
+		// Once the delivery is settled (and its record, if any, stored):
+		// a delivery that will come back leaves a retry marker, one that
+		// ended removes its marker.
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+			defer cancel()
+			if j.retrying && ran {
+				r.markRetry(ctx, j, rev)
+			} else {
+				r.releaseMarker(ctx, j, rev)
+			}
+		}()
+	}
 	d := j.d
 	s := r.w.Settings
 	if herr != nil && r.hard.Err() != nil {
 		// Cut short by a stop: not the event's fault. No result; the next
 		// delivery counts as a new attempt.
 		j.log.Warn().Err(herr).Msg("job cancelled by stop, nak")
+		j.retrying = true
 		if err := d.nak(0); err != nil {
 			j.log.Warn().Err(err).Msg("nak")
 		}
@@ -373,6 +441,7 @@ func (r *Runtime) finish(j *job, herr error) {
 		j.log.Warn().Err(herr).Bool("permanent", IsPermanent(herr)).Msg("job dead-lettered")
 	default:
 		delay := s.nakDelay(d.attempt)
+		j.retrying = true
 		if err := r.publishResult(ctx, j, schemas.OutcomeFailed, herr); err != nil {
 			j.log.Warn().Err(err).Msg("publish failed result")
 		}
@@ -408,6 +477,7 @@ func (r *Runtime) ack(j *job) {
 // again (see job.unpublished).
 func (r *Runtime) nakAfterPublishError(j *job, err error) {
 	j.log.Error().Err(err).Msg("publish outcome, nak")
+	j.retrying = true
 	if nerr := j.d.nak(r.w.Settings.nakDelay(j.d.attempt)); nerr != nil {
 		j.log.Warn().Err(nerr).Msg("nak")
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -65,6 +66,10 @@ type Runtime struct {
 	series  *series
 	idem    *idempotency
 	locks   keyLocks
+	// dupWindowNS is FORGE_EVENTS's duplicate window in nanoseconds, read
+	// at start and with every lag poll: two stored copies of one event id
+	// are at least this far apart (see running.go).
+	dupWindowNS atomic.Int64
 
 	// hard is the parent of every job's context: cancelled when a stop's
 	// grace period is over.
@@ -86,6 +91,9 @@ const (
 	// forceWait is how long a stop waits, after the grace period, for
 	// cancelled jobs to return before it naks their messages regardless.
 	forceWait = 2 * time.Second
+	// defaultDupWindow is JetStream's duplicate window when a stream has
+	// none set.
+	defaultDupWindow = 2 * time.Minute
 )
 
 // New checks w and registers its metrics on reg (nil: none). It does no
@@ -199,6 +207,9 @@ func (r *Runtime) setup(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker %s: consumer on %s: %w", r.w.Name, consumerStream, err)
 	}
+	if err := r.readDupWindow(sctx); err != nil {
+		return nil, fmt.Errorf("worker %s: stream %s: %w", r.w.Name, consumerStream, err)
+	}
 	bucket := IdempotencyBucket(r.w)
 	bucket.Replicas = KeepReplicas(sctx, r.js, "KV_"+bucket.Bucket, bucket.Replicas)
 	kv, err := r.js.CreateOrUpdateKeyValue(sctx, bucket)
@@ -211,7 +222,25 @@ func (r *Runtime) setup(ctx context.Context) (jetstream.Consumer, error) {
 	return cons, nil
 }
 
-// pollLag keeps the consumer_pending gauge current until ctx is done.
+// readDupWindow reads FORGE_EVENTS's duplicate window.
+func (r *Runtime) readDupWindow(ctx context.Context) error {
+	st, err := r.js.Stream(ctx, consumerStream)
+	if err != nil {
+		return err
+	}
+	d := st.CachedInfo().Config.Duplicates
+	if d <= 0 {
+		d = defaultDupWindow
+	}
+	r.dupWindowNS.Store(int64(d))
+	return nil
+}
+
+// dupWindow is FORGE_EVENTS's duplicate window as last read.
+func (r *Runtime) dupWindow() time.Duration { return time.Duration(r.dupWindowNS.Load()) }
+
+// pollLag keeps the consumer_pending gauge current, and the duplicate
+// window, until ctx is done.
 func (r *Runtime) pollLag(ctx context.Context, cons jetstream.Consumer) {
 	t := time.NewTicker(lagInterval)
 	defer t.Stop()
@@ -222,6 +251,11 @@ func (r *Runtime) pollLag(ctx context.Context, cons jetstream.Consumer) {
 		if err == nil {
 			r.series.pending.Set(float64(info.NumPending))
 		}
+		ictx, cancel = context.WithTimeout(ctx, setupTimeout)
+		if err := r.readDupWindow(ictx); err != nil && ctx.Err() == nil {
+			r.log.Warn().Err(err).Msg("read the duplicate window of " + consumerStream)
+		}
+		cancel()
 		select {
 		case <-ctx.Done():
 			return

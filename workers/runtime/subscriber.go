@@ -24,6 +24,7 @@ type delivery struct {
 	msg     jetstream.Msg
 	seq     uint64
 	attempt int
+	stored  time.Time // when FORGE_EVENTS stored the message (the server's clock)
 
 	mu      sync.Mutex
 	settled bool
@@ -333,7 +334,7 @@ func (s *subscriber) dispatch(m jetstream.Msg, out chan<- *message.Message) {
 		s.release(1)
 		return
 	}
-	d := &delivery{msg: m, seq: meta.Sequence.Stream, attempt: int(meta.NumDelivered), sub: s}
+	d := &delivery{msg: m, seq: meta.Sequence.Stream, attempt: int(meta.NumDelivered), stored: meta.Timestamp, sub: s}
 	id := m.Headers().Get(jetstream.MsgIDHeader)
 	if id == "" {
 		id = strconv.FormatUint(d.seq, 10)

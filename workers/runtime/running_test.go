@@ -1,0 +1,329 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/natstest"
+)
+
+// setDupWindow sets FORGE_EVENTS's duplicate window (before a worker
+// starts: the runtime reads it at start).
+func setDupWindow(t *testing.T, js jetstream.JetStream, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, schemas.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.Duplicates = d
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatalf("update stream: %v", err)
+	}
+}
+
+// overlap counts a handler's calls and the most that ran at once.
+type overlap struct {
+	mu          sync.Mutex
+	calls, now  int
+	most        int
+	started     chan struct{}
+	startedOnce sync.Once
+	hold        time.Duration
+	fail        error
+}
+
+func (o *overlap) handler() Handler {
+	return HandlerFunc(func(ctx context.Context, _ *schemas.Envelope) (Report, error) {
+		o.mu.Lock()
+		o.calls++
+		o.now++
+		o.most = max(o.most, o.now)
+		o.mu.Unlock()
+		o.startedOnce.Do(func() { close(o.started) })
+		select {
+		case <-time.After(o.hold):
+		case <-ctx.Done():
+		}
+		o.mu.Lock()
+		o.now--
+		o.mu.Unlock()
+		return Report{}, o.fail
+	})
+}
+
+func (o *overlap) counts() (calls, most int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.calls, o.most
+}
+
+// publishCopy publishes a copy of ev with the event id as Nats-Msg-Id, as
+// ingest does, and fails the test if the stream dropped it as a duplicate.
+func publishCopy(t *testing.T, js jetstream.JetStream, ev schemas.Envelope) uint64 {
+	t.Helper()
+	data, err := jsonMarshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ack, err := js.Publish(ctx, testSubject, data, jetstream.WithMsgID(ev.ID))
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	if ack.Duplicate {
+		t.Fatal("the copy was dropped as a duplicate: publish it later")
+	}
+	return ack.Sequence
+}
+
+// TestCopyWaitsForTheRunningOne: a second copy of an event (a Gogs
+// redelivery, stored after the duplicate window) that reaches another
+// replica while the first copy still runs does not run beside it: it waits
+// and ends as a duplicate.
+func TestCopyWaitsForTheRunningOne(t *testing.T) {
+	_, _, js := broker(t)
+	setDupWindow(t, js, time.Second)
+	o := &overlap{started: make(chan struct{}), hold: 3 * time.Second}
+	s := fastSettings()
+	s.MaxInFlight = 1 // the busy replica takes nothing more: the copy goes to the other
+	w := Worker{Name: "long", Subjects: []string{"forge.>"}, Settings: s, Handler: o.handler()}
+	start(t, js, w)
+	start(t, js, w)
+
+	publishCopy(t, js, envelope("build"))
+	select {
+	case <-o.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first copy did not start")
+	}
+	time.Sleep(1200 * time.Millisecond) // past the duplicate window
+	publishCopy(t, js, envelope("build"))
+
+	natstest.Eventually(t, 15*time.Second, "a result for each copy", func() bool { return len(results(t, js)) == 2 })
+	rs := results(t, js)
+	if n := len(resultsOf(rs, "build", schemas.OutcomeSucceeded)); n != 1 {
+		t.Errorf("%d succeeded results, want 1: %+v", n, rs)
+	}
+	if n := len(resultsOf(rs, "build", schemas.OutcomeDuplicate)); n != 1 {
+		t.Errorf("%d duplicate results, want 1: %+v", n, rs)
+	}
+	if calls, most := o.counts(); calls != 1 || most != 1 {
+		t.Errorf("handler ran %d times, %d at once; want once", calls, most)
+	}
+	// The first copy wrote its marker from its heartbeat, then its record,
+	// then removed the marker.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, IdempotencyBucket(w).Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, "marker removed", func() bool {
+		_, err := kv.Get(ctx, markerKey(IdempotencyKey("build")))
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+	if _, err := kv.Get(ctx, IdempotencyKey("build")); err != nil {
+		t.Errorf("record: %v", err)
+	}
+	if st, err := js.Stream(ctx, "KV_"+kv.Bucket()); err != nil {
+		t.Error(err)
+	} else if state := st.CachedInfo().State; state.LastSeq != 2 || state.Msgs != 1 {
+		t.Errorf("bucket: %d writes, %d kept; want 2 (marker, record) and 1 (the record)", state.LastSeq, state.Msgs)
+	}
+}
+
+// TestLateCopiesClaimTheEvent: two stored copies of an event that start at
+// the same moment on two replicas, both old (a backlog after an outage):
+// one claims the event, the other waits for it and ends as a duplicate.
+func TestLateCopiesClaimTheEvent(t *testing.T) {
+	_, _, js := broker(t)
+	setDupWindow(t, js, time.Second)
+	publishCopy(t, js, envelope("backlog"))
+	time.Sleep(1200 * time.Millisecond)
+	publishCopy(t, js, envelope("backlog"))
+	time.Sleep(600 * time.Millisecond) // both at least half the window old
+
+	o := &overlap{started: make(chan struct{}), hold: time.Second}
+	s := fastSettings()
+	s.MaxInFlight = 1
+	w := Worker{Name: "late", Subjects: []string{"forge.>"}, Settings: s, Handler: o.handler()}
+	start(t, js, w)
+	start(t, js, w)
+
+	natstest.Eventually(t, 15*time.Second, "a result for each copy", func() bool { return len(results(t, js)) == 2 })
+	rs := results(t, js)
+	if len(resultsOf(rs, "backlog", schemas.OutcomeSucceeded)) != 1 || len(resultsOf(rs, "backlog", schemas.OutcomeDuplicate)) != 1 {
+		t.Errorf("results %+v, want one succeeded and one duplicate", rs)
+	}
+	if calls, most := o.counts(); calls != 1 || most != 1 {
+		t.Errorf("handler ran %d times, %d at once; want once", calls, most)
+	}
+}
+
+// TestRunningMarkers: a marker whose job is long over is run past; a live
+// marker of another delivery holds a copy back until its job timeout, as a
+// failure that says why; a late job that fails removes its own marker.
+func TestRunningMarkers(t *testing.T) {
+	_, _, js := broker(t)
+	setDupWindow(t, js, time.Second)
+	o := &overlap{started: make(chan struct{}), hold: 0}
+	s := fastSettings()
+	s.JobTimeout = 1500 * time.Millisecond
+	s.MaxDeliver = 1
+	w := Worker{Name: "markers", Subjects: []string{"forge.>"}, Settings: s, Handler: o.handler()}
+	rt, err := New(js, w, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var kv jetstream.KeyValue
+	natstest.Eventually(t, 10*time.Second, "the idempotency bucket", func() bool {
+		var err error
+		kv, err = js.KeyValue(ctx, IdempotencyBucket(w).Bucket)
+		return err == nil
+	})
+	mark := func(id string, seq uint64, at time.Time) {
+		t.Helper()
+		rec := idemRecord{Outcome: outcomeRunning, Seq: seq, Attempt: 1, At: at.UTC()}
+		if _, err := kv.Put(ctx, markerKey(IdempotencyKey(id)), rec.appendJSON(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	mark("stale", 999999, time.Now().Add(-time.Hour))
+	publishCopy(t, js, envelope("stale"))
+	natstest.Eventually(t, 10*time.Second, "stale marker run past", func() bool {
+		return len(resultsOf(results(t, js), "stale", schemas.OutcomeSucceeded)) == 1
+	})
+
+	mark("held", 999999, time.Now())
+	publishCopy(t, js, envelope("held"))
+	natstest.Eventually(t, 10*time.Second, "held copy dead-lettered", func() bool {
+		return len(resultsOf(results(t, js), "held", schemas.OutcomeDeadLettered)) == 1
+	})
+	dl := resultsOf(results(t, js), "held", schemas.OutcomeDeadLettered)[0]
+	if !strings.Contains(dl.Error, "still running in the delivery of stream sequence 999999") {
+		t.Errorf("error %q does not say which delivery holds the event", dl.Error)
+	}
+	if calls, _ := o.counts(); calls != 1 {
+		t.Errorf("handler ran %d times, want once (for stale only)", calls)
+	}
+	if n := testutil.ToFloat64(rt.metrics.waits.WithLabelValues("markers")); n != 1 {
+		t.Errorf("running_waits_total = %v, want 1", n)
+	}
+
+}
+
+// TestLateFailureRemovesItsMarker: a job that starts late claims the
+// event with a marker, and a failure removes it, so the next copy need not
+// wait for it to go stale.
+func TestLateFailureRemovesItsMarker(t *testing.T) {
+	_, _, js := broker(t)
+	setDupWindow(t, js, time.Second)
+	publishCopy(t, js, envelope("fails"))
+	time.Sleep(600 * time.Millisecond) // half the window old: it starts late
+	o := &overlap{started: make(chan struct{}), fail: Permanent(errorString("broken"))}
+	w := Worker{Name: "fails", Subjects: []string{"forge.>"}, Settings: fastSettings(), Handler: o.handler()}
+	start(t, js, w)
+	natstest.Eventually(t, 10*time.Second, "dead-lettered", func() bool {
+		return len(resultsOf(results(t, js), "fails", schemas.OutcomeDeadLettered)) == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, IdempotencyBucket(w).Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, "marker removed", func() bool {
+		_, err := kv.Get(ctx, markerKey(IdempotencyKey("fails")))
+		return errors.Is(err, jetstream.ErrKeyNotFound) // a get hides a deleted key so
+
+	})
+	// Written, then purged: one write, nothing kept.
+	st, err := js.Stream(ctx, "KV_"+IdempotencyBucket(w).Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state := st.CachedInfo().State; state.LastSeq != 1 || state.Msgs != 0 {
+		t.Errorf("bucket: %d writes, %d kept; want 1 (the marker) and 0", state.LastSeq, state.Msgs)
+	}
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// TestRetryHoldsTheEvent: a copy that failed and waits for its retry
+// leaves a marker; a younger copy that starts meanwhile claims the event
+// before its handler, so the retry, when it comes, waits for it instead of
+// running beside it, and ends as a duplicate.
+func TestRetryHoldsTheEvent(t *testing.T) {
+	_, _, js := broker(t)
+	// The retry comes back while the younger copy is still too young for
+	// a heartbeat marker (under half the window old).
+	setDupWindow(t, js, 4*time.Second)
+	var mu sync.Mutex
+	calls, now, most := 0, 0, 0
+	h := HandlerFunc(func(ctx context.Context, _ *schemas.Envelope) (Report, error) {
+		mu.Lock()
+		calls++
+		first := calls == 1
+		now++
+		most = max(most, now)
+		mu.Unlock()
+		defer func() { mu.Lock(); now--; mu.Unlock() }()
+		if first {
+			return Report{}, errorString("flaky")
+		}
+		select {
+		case <-time.After(4 * time.Second):
+		case <-ctx.Done():
+		}
+		return Report{}, nil
+	})
+	s := fastSettings()
+	s.MaxInFlight = 1
+	s.NakDelays = []time.Duration{5 * time.Second}
+	w := Worker{Name: "retry", Subjects: []string{"forge.>"}, Settings: s, Handler: h}
+	start(t, js, w)
+	start(t, js, w)
+
+	seqA := publishCopy(t, js, envelope("flaky"))
+	natstest.Eventually(t, 10*time.Second, "the first copy failed", func() bool {
+		return len(resultsOf(results(t, js), "flaky", schemas.OutcomeFailed)) == 1
+	})
+	time.Sleep(4200 * time.Millisecond) // past the duplicate window, before the retry
+	seqB := publishCopy(t, js, envelope("flaky"))
+
+	natstest.Eventually(t, 30*time.Second, "both copies settled", func() bool {
+		rs := results(t, js)
+		return len(resultsOf(rs, "flaky", schemas.OutcomeSucceeded))+len(resultsOf(rs, "flaky", schemas.OutcomeDuplicate)) == 2
+	})
+	rs := results(t, js)
+	if len(resultsOf(rs, "flaky", schemas.OutcomeSucceeded)) != 1 || len(resultsOf(rs, "flaky", schemas.OutcomeDuplicate)) != 1 {
+		t.Errorf("results %+v, want one succeeded and one duplicate (copies at stream seq %d and %d)", rs, seqA, seqB)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 2 || most != 1 {
+		t.Errorf("handler ran %d times, %d at once; want twice (the failure, then one success), one at a time", calls, most)
+	}
+}
