@@ -34,6 +34,23 @@ func setDupWindow(t *testing.T, js jetstream.JetStream, d time.Duration) {
 	}
 }
 
+// markerGone waits until w's bucket has no running marker for id, and
+// returns the bucket.
+func markerGone(t *testing.T, js jetstream.JetStream, w Worker, id string) jetstream.KeyValue {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, IdempotencyBucket(w).Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, "marker removed", func() bool {
+		_, err := kv.Get(ctx, markerKey(IdempotencyKey(id)))
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+	return kv
+}
+
 // overlap counts a handler's calls and the most that ran at once.
 type overlap struct {
 	mu          sync.Mutex
@@ -42,17 +59,25 @@ type overlap struct {
 	started     chan struct{}
 	startedOnce sync.Once
 	hold        time.Duration
-	fail        error
+	fail        error // every call's error
+	failFirst   error // the first call's error, at once
 }
 
 func (o *overlap) handler() Handler {
 	return HandlerFunc(func(ctx context.Context, _ *schemas.Envelope) (Report, error) {
 		o.mu.Lock()
 		o.calls++
+		first := o.calls == 1
 		o.now++
 		o.most = max(o.most, o.now)
 		o.mu.Unlock()
 		o.startedOnce.Do(func() { close(o.started) })
+		if first && o.failFirst != nil {
+			o.mu.Lock()
+			o.now--
+			o.mu.Unlock()
+			return Report{}, o.failFirst
+		}
 		select {
 		case <-time.After(o.hold):
 		case <-ctx.Done():
@@ -126,16 +151,9 @@ func TestCopyWaitsForTheRunningOne(t *testing.T) {
 	}
 	// The first copy wrote its marker from its heartbeat, then its record,
 	// then removed the marker.
+	kv := markerGone(t, js, w, "build")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := js.KeyValue(ctx, IdempotencyBucket(w).Bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, 5*time.Second, "marker removed", func() bool {
-		_, err := kv.Get(ctx, markerKey(IdempotencyKey("build")))
-		return errors.Is(err, jetstream.ErrKeyNotFound)
-	})
 	if _, err := kv.Get(ctx, IdempotencyKey("build")); err != nil {
 		t.Errorf("record: %v", err)
 	}
@@ -246,18 +264,10 @@ func TestLateFailureRemovesItsMarker(t *testing.T) {
 	natstest.Eventually(t, 10*time.Second, "dead-lettered", func() bool {
 		return len(resultsOf(results(t, js), "fails", schemas.OutcomeDeadLettered)) == 1
 	})
+	markerGone(t, js, w, "fails")
+	// Written, then purged: one write, nothing kept.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := js.KeyValue(ctx, IdempotencyBucket(w).Bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, 5*time.Second, "marker removed", func() bool {
-		_, err := kv.Get(ctx, markerKey(IdempotencyKey("fails")))
-		return errors.Is(err, jetstream.ErrKeyNotFound) // a get hides a deleted key so
-
-	})
-	// Written, then purged: one write, nothing kept.
 	st, err := js.Stream(ctx, "KV_"+IdempotencyBucket(w).Bucket)
 	if err != nil {
 		t.Fatal(err)
@@ -280,29 +290,11 @@ func TestRetryHoldsTheEvent(t *testing.T) {
 	// The retry comes back while the younger copy is still too young for
 	// a heartbeat marker (under half the window old).
 	setDupWindow(t, js, 4*time.Second)
-	var mu sync.Mutex
-	calls, now, most := 0, 0, 0
-	h := HandlerFunc(func(ctx context.Context, _ *schemas.Envelope) (Report, error) {
-		mu.Lock()
-		calls++
-		first := calls == 1
-		now++
-		most = max(most, now)
-		mu.Unlock()
-		defer func() { mu.Lock(); now--; mu.Unlock() }()
-		if first {
-			return Report{}, errorString("flaky")
-		}
-		select {
-		case <-time.After(4 * time.Second):
-		case <-ctx.Done():
-		}
-		return Report{}, nil
-	})
+	o := &overlap{started: make(chan struct{}), hold: 4 * time.Second, failFirst: errorString("flaky")}
 	s := fastSettings()
 	s.MaxInFlight = 1
 	s.NakDelays = []time.Duration{5 * time.Second}
-	w := Worker{Name: "retry", Subjects: []string{"forge.>"}, Settings: s, Handler: h}
+	w := Worker{Name: "retry", Subjects: []string{"forge.>"}, Settings: s, Handler: o.handler()}
 	start(t, js, w)
 	start(t, js, w)
 
@@ -321,9 +313,7 @@ func TestRetryHoldsTheEvent(t *testing.T) {
 	if len(resultsOf(rs, "flaky", schemas.OutcomeSucceeded)) != 1 || len(resultsOf(rs, "flaky", schemas.OutcomeDuplicate)) != 1 {
 		t.Errorf("results %+v, want one succeeded and one duplicate (copies at stream seq %d and %d)", rs, seqA, seqB)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if calls != 2 || most != 1 {
+	if calls, most := o.counts(); calls != 2 || most != 1 {
 		t.Errorf("handler ran %d times, %d at once; want twice (the failure, then one success), one at a time", calls, most)
 	}
 }
