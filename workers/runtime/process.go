@@ -65,7 +65,7 @@ type job struct {
 	mayMark  bool
 	settling bool
 	markRev  uint64
-	// retrying: finish naked the delivery; it comes back.
+	// retrying: finish naks the delivery; it comes back.
 	retrying bool
 }
 
@@ -231,6 +231,14 @@ func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 				return nil, err
 			}
 			rec, mark := l.rec, l.mark
+			if l.found && l.marked && mark.Seq == j.d.seq {
+				// Done, with a marker this message left (a retry
+				// marker after its result failed to publish): finish
+				// removes it.
+				j.markMu.Lock()
+				j.markRev = l.markRev
+				j.markMu.Unlock()
+			}
 			switch {
 			case l.found && rec.Seq == j.d.seq:
 				j.unpublished = &rec
@@ -353,16 +361,14 @@ func (r *Runtime) handle(wm *message.Message) error {
 
 // finish settles the delivery from herr and the job's outcome.
 func (r *Runtime) finish(j *job, herr error) {
-	if rev, ran := j.settleMarker(); rev != 0 || ran {
-		// Once the delivery is settled (and its record, if any, stored):
-		// a delivery that will come back leaves a retry marker, one that
-		// ended removes its marker.
+	if rev := j.settleMarker(); rev != 0 {
+		// A delivery that ended removes its marker once it is settled
+		// (and its record, if any, stored); one that comes back has
+		// replaced it with a retry marker before its nak (retryMarker).
 		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-			defer cancel()
-			if j.retrying && ran {
-				r.markRetry(ctx, j, rev)
-			} else {
+			if !j.retrying {
+				ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+				defer cancel()
 				r.releaseMarker(ctx, j, rev)
 			}
 		}()
@@ -373,7 +379,7 @@ func (r *Runtime) finish(j *job, herr error) {
 		// Cut short by a stop: not the event's fault. No result; the next
 		// delivery counts as a new attempt.
 		j.log.Warn().Err(herr).Msg("job cancelled by stop, nak")
-		j.retrying = true
+		r.retryMarker(j)
 		if err := d.nak(0); err != nil {
 			j.log.Warn().Err(err).Msg("nak")
 		}
@@ -441,10 +447,10 @@ func (r *Runtime) finish(j *job, herr error) {
 		j.log.Warn().Err(herr).Bool("permanent", IsPermanent(herr)).Msg("job dead-lettered")
 	default:
 		delay := s.nakDelay(d.attempt)
-		j.retrying = true
 		if err := r.publishResult(ctx, j, schemas.OutcomeFailed, herr); err != nil {
 			j.log.Warn().Err(err).Msg("publish failed result")
 		}
+		r.retryMarker(j)
 		if err := d.nak(delay); err != nil {
 			j.log.Warn().Err(err).Msg("nak")
 		}
@@ -477,7 +483,7 @@ func (r *Runtime) ack(j *job) {
 // again (see job.unpublished).
 func (r *Runtime) nakAfterPublishError(j *job, err error) {
 	j.log.Error().Err(err).Msg("publish outcome, nak")
-	j.retrying = true
+	r.retryMarker(j)
 	if nerr := j.d.nak(r.w.Settings.nakDelay(j.d.attempt)); nerr != nil {
 		j.log.Warn().Err(nerr).Msg("nak")
 	}

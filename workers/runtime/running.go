@@ -96,25 +96,36 @@ func (r *Runtime) markIfLong(j *job) {
 }
 
 // settleMarker stops j from writing a marker, and returns the revision of
-// the one it wrote (0: none) and whether j passed the idempotency check.
-func (j *job) settleMarker() (rev uint64, ran bool) {
+// the one it wrote (0: none).
+func (j *job) settleMarker() uint64 {
 	j.markMu.Lock()
 	defer j.markMu.Unlock()
 	j.settling = true
-	return j.markRev, j.mayMark
+	return j.markRev
 }
 
-// markRetry leaves a retry marker for a delivery that ran and comes back:
-// over its own marker, or where there was none. A younger copy that starts
-// meanwhile finds it and claims the event before its handler, so this
-// delivery's return (late by then) finds that claim and waits, rather than
-// run beside a copy too young to have a marker of its own.
-func (r *Runtime) markRetry(ctx context.Context, j *job, rev uint64) {
-	rec := idemRecord{Outcome: outcomeRetry, Seq: j.d.seq, Attempt: j.d.attempt, At: time.Now().UTC()}
-	found, at := rev != 0, rev
-	if !found {
-		found, at = j.keyFound, j.keyRev
+// retryMarker is called by finish before it naks j. If j ran its handler
+// it leaves a retry marker: over its own marker, or where there was none.
+// A younger copy that starts meanwhile finds it and claims the event
+// before its handler, so j's return (late by then) finds that claim and
+// waits, rather than run beside a copy too young to have a marker of its
+// own. Written before the nak, so the return cannot have come and gone
+// first and leave the marker behind.
+func (r *Runtime) retryMarker(j *job) {
+	j.retrying = true
+	j.markMu.Lock()
+	ran, rev := j.mayMark, j.markRev
+	found, at := j.keyFound, j.keyRev
+	j.markMu.Unlock()
+	if !ran {
+		return
 	}
+	if rev != 0 {
+		found, at = true, rev
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	rec := idemRecord{Outcome: outcomeRetry, Seq: j.d.seq, Attempt: j.d.attempt, At: time.Now().UTC()}
 	switch _, err := r.idem.claim(ctx, j.ev.ID, rec, found, at); {
 	case errors.Is(err, errClaimed): // another delivery's marker now: it holds the event
 	case err != nil:

@@ -71,6 +71,9 @@ func TestRetryEndsInSuccess(t *testing.T) {
 			if n := streamCount(t, js, schemas.StreamDLQ); n != 0 {
 				t.Errorf("dlq has %d messages", n)
 			}
+			// Each failed delivery left a retry marker; the success
+			// removed it.
+			markerGone(t, js, Worker{Name: "flaky"}, "ev-1")
 		})
 	}
 }
@@ -128,6 +131,8 @@ func TestDeadLetters(t *testing.T) {
 				info, err := c.Info(context.Background())
 				return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 			})
+			// No retry marker outlives the dead letter.
+			markerGone(t, js, Worker{Name: "dead"}, "ev-d")
 		})
 	}
 }
@@ -538,6 +543,8 @@ func TestResultPublishFailsAfterEffect(t *testing.T) {
 	if n := streamCount(t, js, schemas.StreamDLQ); n != 0 {
 		t.Errorf("dlq has %d messages", n)
 	}
+	// The retry marker left before the nak is gone with the redelivery.
+	markerGone(t, js, Worker{Name: "recorded"}, "ev-r")
 }
 
 // The idempotency record cannot be stored after the effect (its bucket is
