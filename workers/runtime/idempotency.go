@@ -123,6 +123,14 @@ type idempotency struct {
 
 	batches atomic.Int64 // multi gets sent, for tests
 	named   atomic.Int64 // batches that named their markers, for tests
+
+	// namedUntil (unix nanoseconds): until then batches name their keys'
+	// markers rather than ask for all through the wildcard, which has just
+	// matched too many (a backlog, where every job is old enough to claim).
+	namedUntil atomic.Int64
+
+	streamMu sync.Mutex
+	stream   jetstream.Stream // the bucket's stream, for purges; nil until needed
 }
 
 // lookup is one job's question: has the worker finished this key?
@@ -283,7 +291,8 @@ func (s *idempotency) resolveEach(batch []*lookup) {
 // resolve answers a batch with one multi get: the records of its keys,
 // and every running marker of the bucket (one wildcard: markers live only
 // while their jobs run, so there are few). With more markers than an
-// answer holds it asks for its own keys' markers by name instead.
+// answer holds it asks for its own keys' markers by name instead, and so
+// do the batches of the next namedFor.
 func (s *idempotency) resolve(batch []*lookup) {
 	s.batches.Add(1)
 	byKey := make(map[string][]*lookup, len(batch))
@@ -294,7 +303,14 @@ func (s *idempotency) resolve(batch []*lookup) {
 		}
 		byKey[l.key] = append(byKey[l.key], l)
 	}
-	found, err := s.multiGet(append(subjects, s.prefix+markerKey(">")), maxMarkersAnswered)
+	var found map[string]answer
+	err := errTooManyAnswers
+	if time.Now().UnixNano() >= s.namedUntil.Load() {
+		found, err = s.multiGet(append(subjects, s.prefix+markerKey(">")), maxMarkersAnswered)
+		if errors.Is(err, errTooManyAnswers) {
+			s.namedUntil.Store(time.Now().Add(namedFor).UnixNano())
+		}
+	}
 	if errors.Is(err, errTooManyAnswers) {
 		s.named.Add(1)
 		for key := range byKey {
@@ -337,8 +353,12 @@ var errMultiGetRefused = errors.New("multi get refused")
 var errTooManyAnswers = errors.New("idempotency get: too many answers")
 
 // maxMarkersAnswered is how many running markers one lookup batch takes
-// through the wildcard before it names its keys' markers instead.
-const maxMarkersAnswered = 64
+// through the wildcard before it names its keys' markers instead, for
+// namedFor.
+const (
+	maxMarkersAnswered = 8
+	namedFor           = 5 * time.Second
+)
 
 // answer is one key's record in a multi get: its value and revision.
 type answer struct {
@@ -532,7 +552,7 @@ func (s *idempotency) unclaim(ctx context.Context, id string, rev uint64) error 
 	case e.Revision() != rev:
 		return nil // another delivery's marker by now
 	}
-	st, err := s.js.Stream(ctx, "KV_"+s.kv.Bucket())
+	st, err := s.bucketStream(ctx)
 	if err == nil {
 		err = st.Purge(ctx, jetstream.WithPurgeSubject(s.prefix+mk))
 	}
@@ -551,4 +571,18 @@ func isConflict(err error) bool {
 	var api *jetstream.APIError
 	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// bucketStream is the bucket's stream, looked up once.
+func (s *idempotency) bucketStream(ctx context.Context) (jetstream.Stream, error) {
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	if s.stream == nil {
+		st, err := s.js.Stream(ctx, "KV_"+s.kv.Bucket())
+		if err != nil {
+			return nil, err
+		}
+		s.stream = st
+	}
+	return s.stream, nil
 }
