@@ -133,8 +133,8 @@ func (r *Runtime) retryMarker(j *job) {
 	}
 }
 
-// releaseMarker deletes j's marker at revision rev unless something (the
-// success record) has been written over it since.
+// releaseMarker removes j's marker if it is still the one j wrote at
+// revision rev (another delivery may have claimed over it since).
 func (r *Runtime) releaseMarker(ctx context.Context, j *job, rev uint64) {
 	if rev == 0 {
 		return
