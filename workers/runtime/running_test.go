@@ -135,7 +135,7 @@ func TestCopyWaitsForTheRunningOne(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the first copy did not start")
 	}
-	time.Sleep(1200 * time.Millisecond) // past the duplicate window
+	time.Sleep(1500 * time.Millisecond) // past the duplicate window, and the marker written at half of it
 	publishCopy(t, js, envelope("build"))
 
 	natstest.Eventually(t, 15*time.Second, "a result for each copy", func() bool { return len(results(t, js)) == 2 })
