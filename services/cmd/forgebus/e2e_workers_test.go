@@ -476,9 +476,8 @@ func TestE2EExampleConfig(t *testing.T) {
 	// startDev overrides the addresses and the data dir through the
 	// environment, as an operator would; the rules are the example's.
 	dev := startDev(t, string(config), "FORGEBUS_GOGS_URL=http://127.0.0.1:3000")
-	out := dev.stdout.String()
-	if !strings.Contains(out, "workers:           4") {
-		t.Errorf("banner does not show 4 workers:\n%s", out)
+	if !dev.waitStdout(t, "workers:           4") {
+		t.Errorf("banner does not show 4 workers:\n%s", dev.stdout)
 	}
 	if !strings.Contains(dev.stderr.String(), `"workers":["audit","docs","models","envsync"]`) {
 		t.Errorf("dev did not start audit, docs, models and envsync:\n%s", dev.stderr)
