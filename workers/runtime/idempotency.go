@@ -307,7 +307,7 @@ func (s *idempotency) resolve(batch []*lookup) {
 	err := errTooManyAnswers
 	if time.Now().UnixNano() >= s.namedUntil.Load() {
 		found, err = s.multiGet(append(subjects, s.prefix+markerKey(">")), maxMarkersAnswered)
-		if errors.Is(err, errTooManyAnswers) {
+		if errors.Is(err, errTooManyAnswers) || (err == nil && markers(found) > maxMarkersAnswered) {
 			s.namedUntil.Store(time.Now().Add(namedFor).UnixNano())
 		}
 	}
@@ -343,6 +343,17 @@ func (s *idempotency) resolve(batch []*lookup) {
 			close(l.ready)
 		}
 	}
+}
+
+// markers counts the running and retry markers among found.
+func markers(found map[string]answer) int {
+	n := 0
+	for key := range found {
+		if strings.HasPrefix(key, markerKey("")) {
+			n++
+		}
+	}
+	return n
 }
 
 // errMultiGetRefused: the server does not take multi_last requests.
