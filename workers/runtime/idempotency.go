@@ -213,14 +213,8 @@ func (s *idempotency) deliver(m *nats.Msg) {
 	}
 }
 
-// done returns the record of id, or found false when the worker has not
-// finished it.
-func (s *idempotency) done(ctx context.Context, id string) (idemRecord, bool, error) {
-	l, err := s.get(ctx, id)
-	return l.rec, l.found, err
-}
-
-// get looks id up, with the record's revision.
+// get looks id up: its record (found false when the worker has not
+// finished it) and its marker, with the marker's revision.
 func (s *idempotency) get(ctx context.Context, id string) (*lookup, error) {
 	l := &lookup{key: IdempotencyKey(id), ready: make(chan struct{})}
 	s.mu.Lock()
@@ -290,9 +284,10 @@ func (s *idempotency) resolveEach(batch []*lookup) {
 
 // resolve answers a batch with one multi get: the records of its keys,
 // and every running marker of the bucket (one wildcard: markers live only
-// while their jobs run, so there are few). With more markers than an
-// answer holds it asks for its own keys' markers by name instead, and so
-// do the batches of the next namedFor.
+// while their jobs run, so there are few). When the wildcard matches more
+// than maxMarkersAnswered, the batches of the next namedFor ask for their
+// own keys' markers by name instead, and so does this one if its answer
+// did not fit.
 func (s *idempotency) resolve(batch []*lookup) {
 	s.batches.Add(1)
 	byKey := make(map[string][]*lookup, len(batch))
@@ -304,14 +299,17 @@ func (s *idempotency) resolve(batch []*lookup) {
 		byKey[l.key] = append(byKey[l.key], l)
 	}
 	var found map[string]answer
-	err := errTooManyAnswers
-	if time.Now().UnixNano() >= s.namedUntil.Load() {
+	var err error
+	named := time.Now().UnixNano() < s.namedUntil.Load()
+	if !named {
 		found, err = s.multiGet(append(subjects, s.prefix+markerKey(">")), maxMarkersAnswered)
-		if errors.Is(err, errTooManyAnswers) || (err == nil && markers(found) > maxMarkersAnswered) {
+		tooMany := errors.Is(err, errTooManyAnswers)
+		if tooMany || (err == nil && markers(found) > maxMarkersAnswered) {
 			s.namedUntil.Store(time.Now().Add(namedFor).UnixNano())
 		}
+		named = tooMany
 	}
-	if errors.Is(err, errTooManyAnswers) {
+	if named {
 		s.named.Add(1)
 		for key := range byKey {
 			subjects = append(subjects, s.prefix+markerKey(key))

@@ -79,7 +79,8 @@ func TestIdempotencyBatchedLookups(t *testing.T) {
 			defer wg.Done()
 			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			rec, found, err := s.done(lctx, id(i))
+			l, err := s.get(lctx, id(i))
+			rec, found := l.rec, l.found
 			want := i%3 == 0 && i != 3
 			switch {
 			case err != nil:
@@ -185,9 +186,9 @@ func TestIdempotencyLookupBrokerDown(t *testing.T) {
 	srv.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, found, err := s.done(ctx, "evt-1")
-	if err == nil || found {
-		t.Fatalf("done with the broker down = found %v, err %v; want an error", found, err)
+	l, err := s.get(ctx, "evt-1")
+	if err == nil || l.found {
+		t.Fatalf("get with the broker down = found %v, err %v; want an error", l.found, err)
 	}
 }
 

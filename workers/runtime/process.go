@@ -32,6 +32,7 @@ type job struct {
 	d       *delivery
 	ev      *schemas.Envelope
 	subject string
+	replay  bool // a DLQ replay (ReplayHeader) for this worker
 	log     zerolog.Logger
 	started time.Time
 
@@ -82,14 +83,15 @@ func (r *Runtime) settle(h message.HandlerFunc) message.HandlerFunc {
 		}
 		defer d.done() // after the settlement below, and the heartbeat's stop
 
-		if target := d.msg.Headers().Get(ReplayHeader); target != "" && target != r.w.Name {
+		target := d.msg.Headers().Get(ReplayHeader)
+		if target != "" && target != r.w.Name {
 			// A replay for another worker.
 			if err := d.ack(); err != nil {
 				r.log.Warn().Err(err).Uint64("event_seq", d.seq).Msg("ack replay for another worker")
 			}
 			return nil, nil
 		}
-		j := &job{d: d, subject: d.msg.Subject(), started: time.Now()}
+		j := &job{d: d, subject: d.msg.Subject(), started: time.Now(), replay: target != ""}
 		r.series.inFlight.Inc()
 		defer r.series.inFlight.Dec()
 		if d.attempt > 1 {
@@ -291,7 +293,8 @@ func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 		if j.outcome == "" {
 			j.outcome = schemas.OutcomeSucceeded
 		}
-		j.record = &idemRecord{Outcome: j.outcome, Seq: j.d.seq, Attempt: j.d.attempt, At: time.Now().UTC()}
+		rec := j.recordNow(j.outcome)
+		j.record = &rec
 		return out, nil
 	}
 }

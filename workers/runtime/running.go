@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/forgebus/forgebus/schemas"
 )
 
 // Running markers keep two copies of one event id from running at once on
@@ -43,10 +45,19 @@ import (
 
 // startsLate reports whether j must claim the marker before its handler.
 func (r *Runtime) startsLate(j *job) bool {
-	if j.d.msg.Headers().Get(ReplayHeader) != "" || j.d.stored.IsZero() {
-		return true
-	}
-	return time.Since(j.d.stored) >= r.dupWindow()/2
+	return j.replay || r.halfWindowOld(j)
+}
+
+// halfWindowOld reports whether j's message is half the duplicate window
+// old (or of unknown age): from then on a second copy of it may be stored
+// before a marker written on the next heartbeat.
+func (r *Runtime) halfWindowOld(j *job) bool {
+	return j.d.stored.IsZero() || time.Since(j.d.stored) >= r.dupWindow()/2
+}
+
+// recordNow is the record or marker of j with outcome o, as of now.
+func (j *job) recordNow(o schemas.Outcome) idemRecord {
+	return idemRecord{Outcome: o, Seq: j.d.seq, Attempt: j.d.attempt, At: time.Now().UTC()}
 }
 
 // staleMarker reports whether a running marker's job is certainly over.
@@ -67,8 +78,7 @@ func (r *Runtime) claimRunning(ctx context.Context, j *job) error {
 	if j.settling || j.markRev != 0 {
 		return nil
 	}
-	rec := idemRecord{Outcome: outcomeRunning, Seq: j.d.seq, Attempt: j.d.attempt, At: time.Now().UTC()}
-	rev, err := r.idem.claim(ctx, j.ev.ID, rec, j.keyFound, j.keyRev)
+	rev, err := r.idem.claim(ctx, j.ev.ID, j.recordNow(outcomeRunning), j.keyFound, j.keyRev)
 	if err != nil {
 		return err
 	}
@@ -80,7 +90,7 @@ func (r *Runtime) claimRunning(ctx context.Context, j *job) error {
 // is half the duplicate window old writes its marker.
 func (r *Runtime) markIfLong(j *job) {
 	j.markMu.Lock()
-	due := j.mayMark && !j.settling && j.markRev == 0 && time.Since(j.d.stored) >= r.dupWindow()/2
+	due := j.mayMark && !j.settling && j.markRev == 0 && r.halfWindowOld(j)
 	j.markMu.Unlock()
 	if !due {
 		return
@@ -125,8 +135,7 @@ func (r *Runtime) retryMarker(j *job) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	rec := idemRecord{Outcome: outcomeRetry, Seq: j.d.seq, Attempt: j.d.attempt, At: time.Now().UTC()}
-	switch _, err := r.idem.claim(ctx, j.ev.ID, rec, found, at); {
+	switch _, err := r.idem.claim(ctx, j.ev.ID, j.recordNow(outcomeRetry), found, at); {
 	case errors.Is(err, errClaimed): // another delivery's marker now: it holds the event
 	case err != nil:
 		j.log.Warn().Err(err).Msg("write retry marker")
