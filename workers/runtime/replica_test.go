@@ -154,11 +154,7 @@ func effectLog(t *testing.T, file string) map[string]map[string][]string {
 func waitPulling(t *testing.T, js jetstream.JetStream, n int) {
 	t.Helper()
 	natstest.Eventually(t, 20*time.Second, fmt.Sprintf("%d replicas pulling", n), func() bool {
-		c, err := js.Consumer(context.Background(), schemas.StreamEvents, replicaWorker)
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(context.Background())
+		info, err := consumerInfo(js, replicaWorker)
 		return err == nil && info.NumWaiting >= n
 	})
 }

@@ -124,11 +124,7 @@ func TestDeadLetters(t *testing.T) {
 			validateOutcomes(t, js)
 			// The original is acked: nothing is left to deliver.
 			natstest.Eventually(t, 5*time.Second, "consumer drained", func() bool {
-				c, err := js.Consumer(context.Background(), schemas.StreamEvents, "dead")
-				if err != nil {
-					return false
-				}
-				info, err := c.Info(context.Background())
+				info, err := consumerInfo(js, "dead")
 				return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 			})
 			// No retry marker outlives the dead letter.
@@ -522,11 +518,7 @@ func TestResultPublishFailsAfterEffect(t *testing.T) {
 		return err == nil && info.CachedInfo().State.Msgs > 0
 	})
 	natstest.Eventually(t, 10*time.Second, "the consumer settled every delivery", func() bool {
-		c, err := js.Consumer(context.Background(), schemas.StreamEvents, "recorded")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(context.Background())
+		info, err := consumerInfo(js, "recorded")
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0
 	})
 	rs := results(t, js)

@@ -476,9 +476,10 @@ func TestE2EExampleConfig(t *testing.T) {
 	// startDev overrides the addresses and the data dir through the
 	// environment, as an operator would; the rules are the example's.
 	dev := startDev(t, string(config), "FORGEBUS_GOGS_URL=http://127.0.0.1:3000")
-	if !dev.waitStdout(t, "workers:           4") {
-		t.Errorf("banner does not show 4 workers:\n%s", dev.stdout)
-	}
+	// /readyz can answer before the pipe has carried the banner.
+	natstest.Eventually(t, 10*time.Second, "the banner shows 4 workers", func() bool {
+		return strings.Contains(dev.stdout.String(), "workers:           4")
+	})
 	if !strings.Contains(dev.stderr.String(), `"workers":["audit","docs","models","envsync"]`) {
 		t.Errorf("dev did not start audit, docs, models and envsync:\n%s", dev.stderr)
 	}

@@ -127,20 +127,6 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	return p
 }
 
-// waitStdout waits until p has printed s: the process may be ready (its
-// /readyz answers) before the pipe has carried all it printed.
-func (p *proc) waitStdout(t *testing.T, s string) bool {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.stdout.String(), s) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
-}
-
 func (p *proc) exited() bool {
 	select {
 	case <-p.done:
@@ -249,9 +235,10 @@ func TestDevEndToEnd(t *testing.T) {
 			t.Errorf("GET /hooks/gogs = %d %q, want 405 application/json", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 	}
-	if !dev.waitStdout(t, base+"/hooks/gogs") {
-		t.Errorf("dev did not print the hook URL %s:\n%s", base+"/hooks/gogs", dev.stdout)
-	}
+	// /readyz can answer before the pipe has carried the banner.
+	natstest.Eventually(t, 10*time.Second, "dev prints the hook URL "+base+"/hooks/gogs", func() bool {
+		return strings.Contains(dev.stdout.String(), base+"/hooks/gogs")
+	})
 	out := dev.stdout.String()
 	if strings.Contains(out+dev.stderr.String(), "fixture-secret-1") {
 		t.Error("dev printed or logged the configured secret")
