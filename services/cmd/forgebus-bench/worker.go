@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -35,15 +36,7 @@ func benchWorker(ctx context.Context, st *stack, o options) error {
 	for i, r := range rounds {
 		ratios[i] = fmt.Sprintf("%.2f", r.Ratio)
 	}
-	slices.SortFunc(rounds, func(a, b runtime.BenchResult) int {
-		switch {
-		case a.Ratio < b.Ratio:
-			return -1
-		case a.Ratio > b.Ratio:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(rounds, func(a, b runtime.BenchResult) int { return cmp.Compare(a.Ratio, b.Ratio) })
 	res := rounds[len(rounds)/2]
 	row := func(f runtime.BenchFigures) string {
 		return fmt.Sprintf("%8.0f msg/s  p50 %7s  p99 %7s  (%d messages)",
