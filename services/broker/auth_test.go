@@ -123,6 +123,16 @@ func runServer(t *testing.T, opts *server.Options) *server.Server {
 	return srv
 }
 
+// mustValidate fails t unless c passes the checks a process makes of its
+// configuration before it connects.
+func mustValidate(t *testing.T, c config.Config) {
+	t.Helper()
+	c.Gogs.AllowUnsigned = true // Validate wants a webhook secret or this
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+}
+
 // useJetStream checks that b can provision and use a stream.
 func useJetStream(ctx context.Context, t *testing.T, b *Broker) {
 	t.Helper()
@@ -156,15 +166,10 @@ func TestConnectTLSAndPassword(t *testing.T) {
 		},
 		Users: []*server.User{{Username: "forgebus", Password: password}},
 	})
-	good := config.Default()
-	good.DataDir = t.TempDir()
-	good.NATS.URL = "tls://" + srv.Addr().String()
+	good := externalConfig(t, "tls://"+srv.Addr().String())
 	good.NATS.TLS = config.TLS{CA: p.ca, Cert: p.clientCert, Key: p.clientKey}
 	good.NATS.User, good.NATS.Password = "forgebus", config.NewSecret(password)
-	good.Gogs.AllowUnsigned = true // Validate wants a webhook secret or this
-	if err := good.Validate(); err != nil {
-		t.Fatalf("Validate() = %v", err)
-	}
+	mustValidate(t, good)
 
 	b, err := Connect(ctx, good, zerolog.Nop())
 	if err != nil {
@@ -277,14 +282,9 @@ func TestConnectCreds(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := config.Default()
-	c.DataDir = t.TempDir()
-	c.NATS.URL = "nats://" + srv.Addr().String()
+	c := externalConfig(t, "nats://"+srv.Addr().String())
 	c.NATS.Creds = credsFile
-	c.Gogs.AllowUnsigned = true // Validate wants a webhook secret or this
-	if err := c.Validate(); err != nil {
-		t.Fatalf("Validate() = %v", err)
-	}
+	mustValidate(t, c)
 	b, err := Connect(ctx, c, zerolog.Nop())
 	if err != nil {
 		t.Fatalf("Connect() with a credentials file = %v", err)

@@ -25,6 +25,15 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// externalConfig is the default configuration with FORGEBUS_NATS_URL set
+// to url and a data dir of its own.
+func externalConfig(t *testing.T, url string) config.Config {
+	c := config.Default()
+	c.DataDir = t.TempDir()
+	c.NATS.URL = url
+	return c
+}
+
 func embeddedConfig(t *testing.T) config.Config {
 	c := config.Default()
 	c.DataDir = t.TempDir()
@@ -86,9 +95,7 @@ func TestConnectExternal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	srv := natstest.Run(t)
-	cfg := config.Default()
-	cfg.NATS.URL = srv.URL()
-	cfg.DataDir = t.TempDir()
+	cfg := externalConfig(t, srv.URL())
 	b, err := Connect(ctx, cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatalf("Connect() = %v", err)
@@ -121,9 +128,7 @@ func TestConnectRetryWhileDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	srv := natstest.Run(t)
-	cfg := config.Default()
-	cfg.NATS.URL = srv.URL()
-	cfg.DataDir = t.TempDir()
+	cfg := externalConfig(t, srv.URL())
 	srv.Shutdown()
 
 	// Without RetryConnect an unreachable server fails Connect.
