@@ -3,7 +3,11 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -112,10 +116,11 @@ type latencies struct {
 	last  time.Time
 	n     int
 	done  chan struct{}
+	dump  io.Writer // where stuck writes the goroutines
 }
 
 func newLatencies(n int) *latencies {
-	return &latencies{d: make([]time.Duration, 0, n), n: n, done: make(chan struct{})}
+	return &latencies{d: make([]time.Duration, 0, n), n: n, done: make(chan struct{}), dump: os.Stderr}
 }
 
 func (l *latencies) add(start time.Time, d time.Duration) {
@@ -129,6 +134,51 @@ func (l *latencies) add(start time.Time, d time.Duration) {
 	if len(l.d) == l.n {
 		close(l.done)
 	}
+}
+
+// benchStall is how long a bench side may go without settling a message
+// before it is called stuck.
+const benchStall = 30 * time.Second
+
+// count is how many messages have been added.
+func (l *latencies) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.d)
+}
+
+// stuck is closed when stall passes without a message added, before all
+// n are in: the bench then fails, with every goroutine's stack written to
+// l.dump (stderr), rather than wait for its overall deadline.
+func (l *latencies) stuck(ctx context.Context, stall time.Duration) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		t := time.NewTicker(stall / 10)
+		defer t.Stop()
+		seen, since := -1, time.Now()
+		for {
+			select {
+			case <-l.done:
+				return
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				if c := l.count(); c != seen {
+					seen, since = c, now
+				} else if now.Sub(since) >= stall {
+					_ = pprof.Lookup("goroutine").WriteTo(l.dump, 1)
+					close(ch)
+					return
+				}
+			}
+		}
+	}()
+	return ch
+}
+
+// stuckError says how far a stuck side got.
+func (l *latencies) stuckError(side string) error {
+	return fmt.Errorf("bench: %s stuck: %d of %d messages settled, none in the last %s (goroutines on stderr)", side, l.count(), l.n, benchStall)
 }
 
 func (l *latencies) figures() BenchFigures {
@@ -177,6 +227,9 @@ func benchRuntime(ctx context.Context, js jetstream.JetStream, name string, n, i
 	go func() { errc <- rt.Run(rctx) }()
 	select {
 	case <-lat.done:
+	case <-lat.stuck(ctx, benchStall):
+		cancel()
+		return lat.figures(), lat.stuckError("runtime")
 	case err := <-errc:
 		cancel()
 		return BenchFigures{}, fmt.Errorf("bench: runtime stopped: %w", err)
@@ -255,12 +308,23 @@ func benchCeiling(ctx context.Context, js jetstream.JetStream, name string, n, i
 			}
 		}()
 	}
+	var nextErr atomic.Value // the iterator's last error, for a stuck run
 	go func() {
 		defer close(work)
 		for {
 			m, err := it.Next()
-			if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return
+			}
+			if err != nil {
+				// Not the end: a missed heartbeat, say, after which
+				// the iterator pulls again. (This loop used to stop
+				// here, and the run then hung.) A short pause, so an
+				// error that repeats does not spin; a run that gets
+				// nothing more is called stuck, with this error.
+				nextErr.Store(err)
+				time.Sleep(10 * time.Millisecond)
+				continue
 			}
 			select {
 			case work <- arrival{m: m, at: time.Now()}:
@@ -269,13 +333,20 @@ func benchCeiling(ctx context.Context, js jetstream.JetStream, name string, n, i
 			}
 		}
 	}()
+	err = nil
 	select {
 	case <-lat.done:
+	case <-lat.stuck(ctx, benchStall):
+		err = lat.stuckError("ceiling")
+		if e, ok := nextErr.Load().(error); ok {
+			err = fmt.Errorf("%w; the pull's last error: %w", err, e)
+		}
 	case <-ctx.Done():
+		err = ctx.Err()
 	}
 	it.Stop()
 	wg.Wait()
-	return lat.figures(), ctx.Err()
+	return lat.figures(), err
 }
 
 // benchCleanup removes what a bench side left: its consumer, bucket,
@@ -290,5 +361,17 @@ func benchCleanup(js jetstream.JetStream, name, subject string) {
 	}
 	if st, err := js.Stream(ctx, schemas.StreamResults); err == nil {
 		_ = st.Purge(ctx, jetstream.WithPurgeSubject(schemas.ResultsRoot+"."+schemas.EscapeToken(name)+".>"))
+	}
+}
+
+// waitAck waits for an async publish's ack.
+func waitAck(ctx context.Context, f jetstream.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

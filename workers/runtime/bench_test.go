@@ -1,7 +1,9 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 )
@@ -41,5 +43,42 @@ func TestBenchSmall(t *testing.T) {
 		res.Runtime.PerSecond, res.Runtime.P99, res.Ceiling.PerSecond, res.Ceiling.P99, res.Ratio, res.CeilingIdem.PerSecond, res.RatioIdem)
 	if n := streamCount(t, js, "FORGE_RESULTS"); n != 0 {
 		t.Errorf("bench left %d results", n)
+	}
+}
+
+// A bench side that stops settling messages is called stuck after the
+// stall, with how far it got and the goroutines to see where it hangs.
+func TestBenchStuck(t *testing.T) {
+	l := newLatencies(3)
+	var dump bytes.Buffer
+	l.dump = &dump
+	l.add(time.Now(), time.Millisecond)
+	start := time.Now()
+	select {
+	case <-l.stuck(context.Background(), 200*time.Millisecond):
+	case <-time.After(5 * time.Second):
+		t.Fatal("a side with no progress was not called stuck")
+	}
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Fatalf("called stuck after %s, before the 200ms stall", took)
+	}
+	if err := l.stuckError("runtime"); !strings.Contains(err.Error(), "runtime stuck: 1 of 3 messages settled") {
+		t.Fatalf("stuckError = %v", err)
+	}
+	if !strings.Contains(dump.String(), "goroutine") {
+		t.Fatalf("no goroutine dump written: %q", dump.String())
+	}
+
+	// Progress keeps it from being stuck; all messages in ends the watch.
+	l = newLatencies(2)
+	stuck := l.stuck(context.Background(), 300*time.Millisecond)
+	for range 2 {
+		time.Sleep(200 * time.Millisecond)
+		l.add(time.Now(), time.Millisecond)
+	}
+	select {
+	case <-stuck:
+		t.Fatal("called stuck while messages kept settling")
+	case <-time.After(500 * time.Millisecond):
 	}
 }

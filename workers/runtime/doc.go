@@ -61,7 +61,10 @@
 // delivery of it, redelivered or replayed, is a duplicate and runs nothing;
 // a redelivery of the same message that finds its record publishes the
 // recorded result again. The idempotency checks of jobs that start at the
-// same moment share one multi-key direct get.
+// same moment share one multi-key direct get. Results, dead letters and
+// records are published with a reply subject of the runtime's own, whose
+// acks it reads itself (acks.go): a publish counts only once its stream's
+// ack says stored, and one not acked within 10 s fails.
 //
 // Copies of one event id run one at a time: within a replica through a
 // per-event lock, across replicas through a "running" marker in the same

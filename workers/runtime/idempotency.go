@@ -113,6 +113,7 @@ type idempotency struct {
 	inbox  string // _INBOX.<unique>. ; answers arrive on inbox+<token>
 	sub    *nats.Subscription
 	log    zerolog.Logger
+	acks   *acker // the records' publishes
 
 	mu       sync.Mutex
 	queue    []*lookup
@@ -154,7 +155,7 @@ const maxLookupBatch = 256
 // lookupTimeout bounds one batch's round trip.
 const lookupTimeout = 5 * time.Second
 
-func newIdempotency(js jetstream.JetStream, kv jetstream.KeyValue, log zerolog.Logger) (*idempotency, error) {
+func newIdempotency(js jetstream.JetStream, kv jetstream.KeyValue, acks *acker, log zerolog.Logger) (*idempotency, error) {
 	bucket := kv.Bucket()
 	api := js.Options().APIPrefix
 	if api == "" {
@@ -171,6 +172,7 @@ func newIdempotency(js jetstream.JetStream, kv jetstream.KeyValue, log zerolog.L
 		prefix:  "$KV." + bucket + ".",
 		inbox:   nats.NewInbox() + ".",
 		log:     log,
+		acks:    acks,
 		answers: map[string]*answers{},
 	}
 	sub, err := s.nc.Subscribe(s.inbox+"*", s.deliver)
@@ -471,8 +473,8 @@ func decodeRecord(v []byte) idemRecord {
 
 // recordAsync starts storing id as finished with r; the future says when
 // the bucket has it.
-func (s *idempotency) recordAsync(id string, r idemRecord) (jetstream.PubAckFuture, error) {
-	f, err := s.js.PublishAsync(s.prefix+IdempotencyKey(id), r.appendJSON(nil))
+func (s *idempotency) recordAsync(id string, r idemRecord) (*pubAck, error) {
+	f, err := s.acks.publish(&nats.Msg{Subject: s.prefix + IdempotencyKey(id), Data: r.appendJSON(nil)}, "KV_"+s.kv.Bucket())
 	if err != nil {
 		return nil, fmt.Errorf("idempotency put: %w", err)
 	}
@@ -485,7 +487,7 @@ func (s *idempotency) record(ctx context.Context, id string, r idemRecord) error
 	if err != nil {
 		return err
 	}
-	if err := waitAck(ctx, f); err != nil {
+	if err := f.wait(ctx); err != nil {
 		return fmt.Errorf("idempotency put: %w", err)
 	}
 	return nil

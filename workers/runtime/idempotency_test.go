@@ -44,7 +44,12 @@ func newTestIdempotency(t *testing.T, js jetstream.JetStream) (*idempotency, jet
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newIdempotency(js, kv, zerolog.Nop())
+	acks, err := newAcker(js.Conn(), publishTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(acks.close)
+	s, err := newIdempotency(js, kv, acks, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

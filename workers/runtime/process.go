@@ -12,7 +12,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/cenkalti/backoff/v4"
 	"github.com/goccy/go-json"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/schemas"
@@ -393,8 +392,8 @@ func (r *Runtime) finish(j *job, herr error) {
 	if errors.As(herr, &panicked) {
 		herr = fmt.Errorf("%w: %v\n%s", ErrPanic, panicked.V, panicked.Stacktrace)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
+	// Every publish below gives up after publishTimeout (acker.sweep).
+	ctx := context.Background()
 
 	switch {
 	case herr == nil:
@@ -406,7 +405,7 @@ func (r *Runtime) finish(j *job, herr error) {
 		// both: one round trip, not two. A result stored without its
 		// record (a crash in between) is harmless: the redelivery runs the
 		// handler again and its result has the same Nats-Msg-Id.
-		var put jetstream.PubAckFuture
+		var put *pubAck
 		var putErr error
 		if j.record != nil {
 			put, putErr = r.idem.recordAsync(j.ev.ID, *j.record)
@@ -420,14 +419,14 @@ func (r *Runtime) finish(j *job, herr error) {
 				// The record's fate first: stored, the redelivery
 				// publishes this result again (job.unpublished) rather
 				// than run the handler a second time.
-				_ = waitAck(ctx, put)
+				_ = put.wait(ctx)
 			}
 			r.nakAfterPublishError(j, err)
 			return
 		}
 		if j.record != nil {
 			if putErr == nil {
-				putErr = waitAck(ctx, put)
+				putErr = put.wait(ctx)
 			}
 			if putErr != nil {
 				r.recordAgain(ctx, j, putErr)
@@ -467,6 +466,8 @@ func (r *Runtime) finish(j *job, herr error) {
 // result published, and a nak would run it again for certain; only a
 // later copy of the event (a replay) would not be known as a duplicate.
 func (r *Runtime) recordAgain(ctx context.Context, j *job, first error) {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
 	op := func() error { return r.idem.record(ctx, j.ev.ID, *j.record) }
 	b := backoff.WithContext(backoff.WithMaxRetries(backoff.NewConstantBackOff(200*time.Millisecond), 4), ctx)
 	if err := backoff.Retry(op, b); err != nil {

@@ -28,18 +28,6 @@ func (r *Runtime) msgIDAt(j *job, attempt int, kind string) string {
 	return id + kind
 }
 
-// waitAck waits for a publish's ack.
-func waitAck(ctx context.Context, f jetstream.PubAckFuture) error {
-	select {
-	case <-f.Ok():
-		return nil
-	case err := <-f.Err():
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // publishResult publishes j's outcome on FORGE_RESULTS and waits for the
 // ack.
 func (r *Runtime) publishResult(ctx context.Context, j *job, outcome schemas.Outcome, herr error) error {
@@ -119,15 +107,15 @@ func rawEvent(data []byte) json.RawMessage {
 }
 
 func (r *Runtime) publish(ctx context.Context, subject string, data []byte, id, stream string) error {
-	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	m.Header.Set(jetstream.MsgIDHeader, id)
-	// The async API: its acks come back on one shared subscription, and
-	// a job's publishes share a write with the other jobs'.
-	fut, err := r.js.PublishMsgAsync(m, jetstream.WithExpectStream(stream))
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
+		jetstream.MsgIDHeader:          {id},
+		jetstream.ExpectedStreamHeader: {stream},
+	}}
+	p, err := r.acks.publish(m, stream)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
-	if err := waitAck(ctx, fut); err != nil {
+	if err := p.wait(ctx); err != nil {
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
 	return nil

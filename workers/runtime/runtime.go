@@ -65,6 +65,7 @@ type Runtime struct {
 	metrics *metrics
 	series  *series
 	idem    *idempotency
+	acks    *acker
 	locks   keyLocks
 	// dupWindowNS is FORGE_EVENTS's duplicate window in nanoseconds, read
 	// at start and with every lag poll: two stored copies of one event id
@@ -135,6 +136,7 @@ func (r *Runtime) run(ctx context.Context) error {
 		}
 		return err
 	}
+	defer r.acks.close()
 	defer r.idem.close()
 	r.hard, r.hardCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer r.hardCancel()
@@ -216,7 +218,11 @@ func (r *Runtime) setup(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker %s: idempotency bucket: %w", r.w.Name, err)
 	}
-	if r.idem, err = newIdempotency(r.js, kv, r.log); err != nil {
+	if r.acks, err = newAcker(r.js.Conn(), publishTimeout); err != nil {
+		return nil, fmt.Errorf("worker %s: %w", r.w.Name, err)
+	}
+	if r.idem, err = newIdempotency(r.js, kv, r.acks, r.log); err != nil {
+		r.acks.close()
 		return nil, fmt.Errorf("worker %s: %w", r.w.Name, err)
 	}
 	return cons, nil
