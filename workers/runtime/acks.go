@@ -24,14 +24,16 @@ import (
 // error is read by its prefix; any other answer is decoded in full.
 //
 // Like nats.go's, a publish answered "no responders" (the stream has no
-// leader for a moment) is sent again, twice, after pubRetryWait; and one
-// left unanswered fails after its timeout (one sweep for all of them, not
-// a timer each).
+// leader for a moment) is sent again, twice, after pubRetryWait; one still
+// waiting when the connection is lost fails at once (nats.ErrDisconnected);
+// and one left unanswered fails after its timeout (one sweep for all of
+// them, not a timer each).
 type acker struct {
 	nc      *nats.Conn
 	timeout time.Duration
 	inbox   string // _INBOX.<unique>. ; acks arrive on inbox+<token>
 	sub     *nats.Subscription
+	status  chan nats.Status // the connection's reconnecting and closed
 	stop    chan struct{}
 
 	mu     sync.Mutex
@@ -82,6 +84,7 @@ func newAcker(nc *nats.Conn, timeout time.Duration) (*acker, error) {
 		return nil, fmt.Errorf("publish acks: subscribe: %w", err)
 	}
 	a.sub = sub
+	a.status = nc.StatusChanged(nats.RECONNECTING, nats.CLOSED)
 	go a.sweep(min(timeout/4, time.Second))
 	return a, nil
 }
@@ -108,6 +111,7 @@ func (a *acker) close() {
 		p.settle(errAckerClosed)
 	}
 	_ = a.sub.Unsubscribe()
+	a.nc.RemoveStatusListener(a.status)
 	close(a.stop)
 }
 
@@ -217,7 +221,8 @@ func (a *acker) verdict(m *nats.Msg, stream string) error {
 var errWrongStream = errors.New("publish ack from the wrong stream")
 
 // sweep fails every publish whose ack has not come within a.timeout,
-// looking every tick.
+// looking every tick; and, as nats.go's async publish does, every publish
+// still waiting when the connection is lost: its ack will not come.
 func (a *acker) sweep(tick time.Duration) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
@@ -225,6 +230,21 @@ func (a *acker) sweep(tick time.Duration) {
 		select {
 		case <-a.stop:
 			return
+		case st, ok := <-a.status:
+			if !ok {
+				return
+			}
+			err := nats.ErrDisconnected
+			if st == nats.CLOSED {
+				err = nats.ErrConnectionClosed
+			}
+			a.mu.Lock()
+			open := a.open
+			a.open = map[uint64]*pubAck{}
+			a.mu.Unlock()
+			for _, p := range open {
+				p.settle(fmt.Errorf("%w: no ack from stream %s", err, p.stream))
+			}
 		case now := <-t.C:
 			a.mu.Lock()
 			for tok, p := range a.open {

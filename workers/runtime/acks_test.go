@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/natstest"
 )
 
 // jsStreamNotMatch is the server's error code for a Nats-Expected-Stream
@@ -214,5 +215,33 @@ func TestAckerClose(t *testing.T) {
 	}
 	if _, err := a.publish(&nats.Msg{Subject: "silent.x", Data: []byte("x")}, "SILENT"); !errors.Is(err, errAckerClosed) {
 		t.Fatalf("publish after close: got %v, want errAckerClosed", err)
+	}
+}
+
+// A publish still waiting when the connection is lost fails at once with
+// ErrDisconnected, as nats.go's async publish does, rather than at its
+// timeout; after the reconnect the acker works again.
+func TestAckerDisconnect(t *testing.T) {
+	srv, nc, _ := broker(t)
+	if _, err := nc.Subscribe("silent.x", func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	a := newTestAcker(t, nc, time.Minute)
+	p, err := a.publish(&nats.Msg{Subject: "silent.x", Data: []byte("x")}, "SILENT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.wait(ctx); !errors.Is(err, nats.ErrDisconnected) {
+		t.Fatalf("got %v, want ErrDisconnected", err)
+	}
+	natstest.Eventually(t, 10*time.Second, "client reconnected", nc.IsConnected)
+	if err := ackOf(t, a, &nats.Msg{Subject: schemas.ResultSubject("w", "o", "r"), Data: []byte("{}")}, schemas.StreamResults); err != nil {
+		t.Fatalf("after the reconnect: %v", err)
 	}
 }
