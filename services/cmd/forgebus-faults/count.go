@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/forgebus/forgebus/schemas"
@@ -16,25 +17,37 @@ import (
 // readStream calls f with every message of stream, in order, up to its
 // last sequence at the time of the call.
 func readStream(ctx context.Context, js jetstream.JetStream, stream string, f func(jetstream.Msg) error) error {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("stream %s info: %w", stream, err)
-	}
-	last := info.State.LastSeq
-	if info.State.Msgs == 0 {
+	var s jetstream.Stream
+	var c jetstream.Consumer
+	var last uint64
+	empty := false
+	// The cluster's JetStream API can answer "no responders" for a moment
+	// (seen once in `make bench`, right after the load): ask again.
+	err := retryTransient(ctx, func() error {
+		var err error
+		if s, err = js.Stream(ctx, stream); err != nil {
+			return fmt.Errorf("stream %s: %w", stream, err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("stream %s info: %w", stream, err)
+		}
+		last, empty = info.State.LastSeq, info.State.Msgs == 0
+		if empty {
+			return nil
+		}
+		// A plain ephemeral consumer, no acks, one replica, in memory.
+		c, err = s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+			AckPolicy: jetstream.AckNonePolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+			InactiveThreshold: time.Minute, Replicas: 1, MemoryStorage: true,
+		})
+		if err != nil {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
 		return nil
-	}
-	// A plain ephemeral consumer, no acks, one replica, in memory.
-	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		AckPolicy: jetstream.AckNonePolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
-		InactiveThreshold: time.Minute, Replicas: 1, MemoryStorage: true,
 	})
-	if err != nil {
-		return fmt.Errorf("read %s: %w", stream, err)
+	if err != nil || empty {
+		return err
 	}
 	defer func() { _ = s.DeleteConsumer(context.WithoutCancel(ctx), c.CachedInfo().Name) }()
 	for {
@@ -63,6 +76,23 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, f fu
 			return fmt.Errorf("read %s: stopped before sequence %d: %w", stream, last, errTimeout)
 		}
 	}
+}
+
+// retryTransient calls op until it succeeds, fails with an error that is
+// not "no responders" or a timeout, or has failed 10 times, 500 ms apart.
+func retryTransient(ctx context.Context, op func() error) error {
+	var err error
+	for range 10 {
+		if err = op(); err == nil || !(errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout)) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return err
 }
 
 // counts is what the streams and the effect receiver hold after the run.
