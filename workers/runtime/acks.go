@@ -40,7 +40,6 @@ type acker struct {
 	closed bool
 	token  uint64
 	open   map[uint64]*pubAck // by token
-	okPre  map[string][]byte  // `{"stream":"<name>",` by stream
 }
 
 // pubAck is one publish waiting for its ack.
@@ -77,7 +76,6 @@ func newAcker(nc *nats.Conn, timeout time.Duration) (*acker, error) {
 		inbox:   nats.NewInbox() + ".",
 		stop:    make(chan struct{}),
 		open:    map[uint64]*pubAck{},
-		okPre:   map[string][]byte{},
 	}
 	sub, err := nc.Subscribe(a.inbox+"*", a.deliver)
 	if err != nil {
@@ -178,26 +176,19 @@ func (a *acker) deliver(m *nats.Msg) {
 		})
 		return
 	}
-	p.settle(a.verdict(m, p.stream))
+	p.settle(verdict(m, p.stream))
 }
 
 // verdict reads an ack: nil when stream stored the message (or had it
 // already: a duplicate).
-func (a *acker) verdict(m *nats.Msg, stream string) error {
+func verdict(m *nats.Msg, stream string) error {
 	if len(m.Data) == 0 {
 		if m.Header.Get("Status") == "503" {
 			return jetstream.ErrNoStreamResponse
 		}
 		return fmt.Errorf("%w: status %q", jetstream.ErrInvalidJSAck, m.Header.Get("Status"))
 	}
-	a.mu.Lock()
-	pre, ok := a.okPre[stream]
-	if !ok {
-		pre = []byte(`{"stream":` + strconv.Quote(stream) + `,`)
-		a.okPre[stream] = pre
-	}
-	a.mu.Unlock()
-	if bytes.HasPrefix(m.Data, pre) && !bytes.Contains(m.Data, []byte(`"error"`)) {
+	if cleanAck(m.Data, stream) {
 		return nil
 	}
 	var resp struct {
@@ -215,6 +206,16 @@ func (a *acker) verdict(m *nats.Msg, stream string) error {
 		return fmt.Errorf("%w: stored by %q, not %q", errWrongStream, resp.Stream, stream)
 	}
 	return nil
+}
+
+// cleanAck reports whether data starts {"stream":"<stream>" and holds no
+// error: the usual ack, read without decoding it. A name JSON would escape
+// does not match here and is decoded in full.
+func cleanAck(data []byte, stream string) bool {
+	rest, ok := bytes.CutPrefix(data, []byte(`{"stream":"`))
+	return ok && len(rest) > len(stream) &&
+		string(rest[:len(stream)]) == stream && rest[len(stream)] == '"' &&
+		!bytes.Contains(data, []byte(`"error"`))
 }
 
 // errWrongStream: another stream than the expected one acked a publish.

@@ -154,7 +154,6 @@ func TestAckerTimeout(t *testing.T) {
 // The prefix fast path takes only a clean ack from the expected stream;
 // anything else is decoded and judged in full.
 func TestAckerReadsAcks(t *testing.T) {
-	a := &acker{okPre: map[string][]byte{}}
 	for _, c := range []struct {
 		data string
 		hdr  nats.Header
@@ -165,6 +164,8 @@ func TestAckerReadsAcks(t *testing.T) {
 		{data: `{"stream":"S","domain":"hub","seq":7}`},
 		{data: `{"stream":"SS","seq":7}`, want: errWrongStream},
 		{data: `{"stream":"S2","seq":7}`, want: errWrongStream},
+		{data: `{"stream":"T","seq":7}`, want: errWrongStream},
+		{data: `{"stream":"Sa,b","seq":7}`, want: errWrongStream},
 		{data: `{"stream":"S","seq":0,"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`, want: &jetstream.APIError{}},
 		{data: `{"error":{"code":400,"err_code":10060,"description":"expected stream does not match"},"stream":"S"}`, want: &jetstream.APIError{}},
 		{data: `{"seq":7}`, want: jetstream.ErrInvalidJSAck},
@@ -172,7 +173,7 @@ func TestAckerReadsAcks(t *testing.T) {
 		{hdr: nats.Header{"Status": {"503"}}, want: jetstream.ErrNoStreamResponse},
 		{hdr: nats.Header{"Status": {"408"}}, want: jetstream.ErrInvalidJSAck},
 	} {
-		got := a.verdict(&nats.Msg{Data: []byte(c.data), Header: c.hdr}, "S")
+		got := verdict(&nats.Msg{Data: []byte(c.data), Header: c.hdr}, "S")
 		var api *jetstream.APIError
 		switch want := c.want.(type) {
 		case nil:

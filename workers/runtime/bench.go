@@ -333,20 +333,20 @@ func benchCeiling(ctx context.Context, js jetstream.JetStream, name string, n, i
 			}
 		}
 	}()
-	err = nil
+	var runErr error
 	select {
 	case <-lat.done:
 	case <-lat.stuck(ctx, benchStall):
-		err = lat.stuckError("ceiling")
+		runErr = lat.stuckError("ceiling")
 		if e, ok := nextErr.Load().(error); ok {
-			err = fmt.Errorf("%w; the pull's last error: %w", err, e)
+			runErr = fmt.Errorf("%w; the pull's last error: %w", runErr, e)
 		}
 	case <-ctx.Done():
-		err = ctx.Err()
+		runErr = ctx.Err()
 	}
 	it.Stop()
 	wg.Wait()
-	return lat.figures(), err
+	return lat.figures(), runErr
 }
 
 // benchCleanup removes what a bench side left: its consumer, bucket,

@@ -109,6 +109,7 @@ type idempotency struct {
 	js     jetstream.JetStream
 	nc     *nats.Conn
 	getAPI string // $JS.API.DIRECT.GET.KV_<bucket>
+	stName string // KV_<bucket>, the bucket's stream
 	prefix string // $KV.<bucket>.
 	inbox  string // _INBOX.<unique>. ; answers arrive on inbox+<token>
 	sub    *nats.Subscription
@@ -157,6 +158,7 @@ const lookupTimeout = 5 * time.Second
 
 func newIdempotency(js jetstream.JetStream, kv jetstream.KeyValue, acks *acker, log zerolog.Logger) (*idempotency, error) {
 	bucket := kv.Bucket()
+	stName := "KV_" + bucket
 	api := js.Options().APIPrefix
 	if api == "" {
 		api = jetstream.DefaultAPIPrefix
@@ -168,7 +170,8 @@ func newIdempotency(js jetstream.JetStream, kv jetstream.KeyValue, acks *acker, 
 		kv:      kv,
 		js:      js,
 		nc:      js.Conn(),
-		getAPI:  api + "DIRECT.GET.KV_" + bucket,
+		getAPI:  api + "DIRECT.GET." + stName,
+		stName:  stName,
 		prefix:  "$KV." + bucket + ".",
 		inbox:   nats.NewInbox() + ".",
 		log:     log,
@@ -474,7 +477,7 @@ func decodeRecord(v []byte) idemRecord {
 // recordAsync starts storing id as finished with r; the future says when
 // the bucket has it.
 func (s *idempotency) recordAsync(id string, r idemRecord) (*pubAck, error) {
-	f, err := s.acks.publish(&nats.Msg{Subject: s.prefix + IdempotencyKey(id), Data: r.appendJSON(nil)}, "KV_"+s.kv.Bucket())
+	f, err := s.acks.publish(&nats.Msg{Subject: s.prefix + IdempotencyKey(id), Data: r.appendJSON(nil)}, s.stName)
 	if err != nil {
 		return nil, fmt.Errorf("idempotency put: %w", err)
 	}
@@ -589,7 +592,7 @@ func (s *idempotency) bucketStream(ctx context.Context) (jetstream.Stream, error
 	s.streamMu.Lock()
 	defer s.streamMu.Unlock()
 	if s.stream == nil {
-		st, err := s.js.Stream(ctx, "KV_"+s.kv.Bucket())
+		st, err := s.js.Stream(ctx, s.stName)
 		if err != nil {
 			return nil, err
 		}
