@@ -189,12 +189,13 @@ func parseTokens(subject, root string, n int) ([]string, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %q does not start with %q", ErrBadSubject, subject, root+".")
 	}
-	raw := strings.Split(rest, ".")
-	if len(raw) != n {
-		return nil, fmt.Errorf("%w: %q has %d tokens after %q, want %d", ErrBadSubject, subject, len(raw), root, n)
+	if got := strings.Count(rest, ".") + 1; got != n {
+		return nil, fmt.Errorf("%w: %q has %d tokens after %q, want %d", ErrBadSubject, subject, got, root, n)
 	}
 	out := make([]string, n)
-	for i, tok := range raw {
+	for i := range out {
+		var tok string
+		tok, rest, _ = strings.Cut(rest, ".")
 		s, err := UnescapeToken(tok)
 		if err != nil {
 			return nil, err

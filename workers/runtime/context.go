@@ -8,10 +8,7 @@ import (
 
 type ctxKey int
 
-const (
-	deliveryKey ctxKey = iota
-	jobKey
-)
+const deliveryKey ctxKey = 0
 
 // withDelivery puts d into ctx.
 func withDelivery(ctx context.Context, d *delivery) context.Context {
@@ -23,11 +20,12 @@ func deliveryFrom(ctx context.Context) *delivery {
 	return d
 }
 
-func withJob(ctx context.Context, j *job) context.Context { return context.WithValue(ctx, jobKey, j) }
-
+// jobFrom is the job of the delivery in ctx (settle sets it), or nil.
 func jobFrom(ctx context.Context) *job {
-	j, _ := ctx.Value(jobKey).(*job)
-	return j
+	if d := deliveryFrom(ctx); d != nil {
+		return d.job
+	}
+	return nil
 }
 
 // JetStreamMsg returns the JetStream message behind the job ctx belongs to,

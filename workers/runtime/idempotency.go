@@ -477,7 +477,7 @@ func decodeRecord(v []byte) idemRecord {
 // recordAsync starts storing id as finished with r; the future says when
 // the bucket has it.
 func (s *idempotency) recordAsync(id string, r idemRecord) (*pubAck, error) {
-	f, err := s.acks.publish(&nats.Msg{Subject: s.prefix + IdempotencyKey(id), Data: r.appendJSON(nil)}, s.stName)
+	f, err := s.acks.publish(&nats.Msg{Subject: s.prefix + IdempotencyKey(id), Data: r.appendJSON(make([]byte, 0, 128))}, s.stName)
 	if err != nil {
 		return nil, fmt.Errorf("idempotency put: %w", err)
 	}

@@ -49,10 +49,12 @@ type job struct {
 	// Nats-Msg-Id, so it is stored once, whether or not it landed before.
 	unpublished *idemRecord
 	// record is what finish writes to the idempotency bucket once the
-	// handler succeeded, at the same time as the result. unlock releases
-	// the event id's lock in this replica after that.
-	record *idemRecord
-	unlock func()
+	// handler succeeded, at the same time as the result. locked: the job
+	// holds the event id's lock in this replica (keyLocks), released after
+	// that.
+	record    *idemRecord
+	recordBuf idemRecord // what record points to
+	locked    bool
 
 	// The event id's "running" marker (claimRunning). markMu orders the
 	// heartbeat's write of it against finish. keyFound and keyRev are the
@@ -67,6 +69,14 @@ type job struct {
 	markRev  uint64
 	// retrying: finish naks the delivery; it comes back.
 	retrying bool
+
+	// The heartbeat (Runtime.heartbeat): its timer re-arms itself every
+	// hbEvery until hbStopped.
+	rt        *Runtime
+	hbMu      sync.Mutex
+	hbStopped bool
+	hbTimer   *time.Timer
+	hbEvery   time.Duration
 }
 
 // settle is the outermost middleware: it decodes the envelope, keeps the
@@ -103,7 +113,7 @@ func (r *Runtime) settle(h message.HandlerFunc) message.HandlerFunc {
 		}
 		j.ev = ev
 		j.log = r.log.With().Str("event_id", ev.ID).Uint64("event_seq", d.seq).Int("attempt", d.attempt).Logger()
-		ctx := withJob(wm.Context(), j)
+		d.job = j
 		switch {
 		case herr != nil:
 		case d.attempt > r.w.Settings.MaxDeliver:
@@ -111,16 +121,16 @@ func (r *Runtime) settle(h message.HandlerFunc) message.HandlerFunc {
 		default:
 			// The heartbeat runs until the delivery is settled: storing
 			// the outcome can take a while when the broker is struggling.
-			stop := r.heartbeat(d, j.log, func() { r.markIfLong(j) })
-			defer stop()
-			jctx, cancel := context.WithTimeout(ctx, r.w.Settings.JobTimeout)
+			r.heartbeat(j)
+			defer j.stopHeartbeat()
+			jctx, cancel := context.WithTimeout(wm.Context(), r.w.Settings.JobTimeout)
 			wm.SetContext(jctx)
 			_, herr = h(wm)
 			cancel()
 		}
 		r.finish(j, herr)
-		if j.unlock != nil {
-			j.unlock()
+		if j.locked {
+			r.locks.unlock(j.ev.ID)
 		}
 		return nil, nil
 	}
@@ -153,35 +163,38 @@ func decodeEnvelope(data []byte) (*schemas.Envelope, error) {
 	return &ev, nil
 }
 
-// heartbeat sends in-progress every AckWait/3 until stop is called, so a
-// long job keeps its message while its replica lives, and calls tick after
-// each. It beats at least every quarter of the duplicate window, for
+// heartbeat sends in-progress every AckWait/3 until stopHeartbeat, so a
+// long job keeps its message while its replica lives, and calls markIfLong
+// after each. It beats at least every quarter of the duplicate window, for
 // markIfLong. A timer that re-arms itself, not a goroutine per job: most
 // jobs end before it first fires.
-func (r *Runtime) heartbeat(d *delivery, log zerolog.Logger, tick func()) (stop func()) {
-	every := min(r.w.Settings.AckWait/3, max(r.dupWindow()/4, time.Millisecond))
-	var mu sync.Mutex
-	stopped := false
-	var t *time.Timer
-	mu.Lock() // the callback reads t
-	defer mu.Unlock()
-	t = time.AfterFunc(every, func() {
-		if err := d.inProgress(); err != nil {
-			log.Warn().Err(err).Msg("in-progress heartbeat")
-		}
-		tick()
-		mu.Lock()
-		defer mu.Unlock()
-		if !stopped {
-			t.Reset(every)
-		}
-	})
-	return func() {
-		mu.Lock()
-		stopped = true
-		mu.Unlock()
-		t.Stop()
+func (r *Runtime) heartbeat(j *job) {
+	j.hbEvery = min(r.w.Settings.AckWait/3, max(r.dupWindow()/4, time.Millisecond))
+	j.rt = r
+	j.hbMu.Lock() // beat reads hbTimer
+	defer j.hbMu.Unlock()
+	j.hbTimer = time.AfterFunc(j.hbEvery, j.beat)
+}
+
+// beat is one heartbeat of j.
+func (j *job) beat() {
+	if err := j.d.inProgress(); err != nil {
+		j.log.Warn().Err(err).Msg("in-progress heartbeat")
 	}
+	j.rt.markIfLong(j)
+	j.hbMu.Lock()
+	defer j.hbMu.Unlock()
+	if !j.hbStopped {
+		j.hbTimer.Reset(j.hbEvery)
+	}
+}
+
+// stopHeartbeat stops j's heartbeat; a beat under way finishes.
+func (j *job) stopHeartbeat() {
+	j.hbMu.Lock()
+	j.hbStopped = true
+	j.hbMu.Unlock()
+	j.hbTimer.Stop()
 }
 
 // correlate makes the event id the message's correlation id and puts the
@@ -221,11 +234,10 @@ func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 		j := jobFrom(ctx)
 		// Two deliveries of one event in this replica run one after the
 		// other, so the second sees the first's record.
-		unlock, err := r.locks.lock(ctx, j.ev.ID)
-		if err != nil {
+		if err := r.locks.lock(ctx, j.ev.ID); err != nil {
 			return nil, err
 		}
-		j.unlock = unlock // held until finish has recorded the outcome
+		j.locked = true // until finish has recorded the outcome
 		for waited := false; ; {
 			l, err := r.idem.get(ctx, j.ev.ID)
 			if err != nil {
@@ -242,7 +254,7 @@ func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 			}
 			switch {
 			case l.found && rec.Seq == j.d.seq:
-				j.unpublished = &rec
+				j.unpublished = &l.rec
 				j.outcome = rec.Outcome
 				j.log.Info().Str("first_outcome", string(rec.Outcome)).Int("first_attempt", rec.Attempt).Msg("redelivery of a recorded job: its result is published again")
 				return nil, nil
@@ -292,8 +304,8 @@ func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 		if j.outcome == "" {
 			j.outcome = schemas.OutcomeSucceeded
 		}
-		rec := j.recordNow(j.outcome)
-		j.record = &rec
+		j.recordBuf = j.recordNow(j.outcome)
+		j.record = &j.recordBuf
 		return out, nil
 	}
 }

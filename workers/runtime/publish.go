@@ -60,6 +60,24 @@ func (r *Runtime) publishResultAt(ctx context.Context, j *job, attempt int, outc
 	return r.publish(ctx, schemas.ResultSubject(r.w.Name, owner, repo), data, r.msgIDAt(j, attempt, string(outcome)), schemas.StreamResults)
 }
 
+// expectStream is the Nats-Expected-Stream header's value for stream: one
+// slice for each of the runtime's streams, shared by its messages, which
+// nats.go only reads.
+func expectStream(stream string) []string {
+	switch stream {
+	case schemas.StreamResults:
+		return expectResults
+	case schemas.StreamDLQ:
+		return expectDLQ
+	}
+	return []string{stream}
+}
+
+var (
+	expectResults = []string{schemas.StreamResults}
+	expectDLQ     = []string{schemas.StreamDLQ}
+)
+
 // publishDeadLetter publishes j's event with herr on FORGE_DLQ and waits
 // for the ack.
 func (r *Runtime) publishDeadLetter(ctx context.Context, j *job, herr error) error {
@@ -109,7 +127,7 @@ func rawEvent(data []byte) json.RawMessage {
 func (r *Runtime) publish(ctx context.Context, subject string, data []byte, id, stream string) error {
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
 		jetstream.MsgIDHeader:          {id},
-		jetstream.ExpectedStreamHeader: {stream},
+		jetstream.ExpectedStreamHeader: expectStream(stream),
 	}}
 	p, err := r.acks.publish(m, stream)
 	if err != nil {

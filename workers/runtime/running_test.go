@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -315,5 +316,67 @@ func TestRetryHoldsTheEvent(t *testing.T) {
 	}
 	if calls, most := o.counts(); calls != 2 || most != 1 {
 		t.Errorf("handler ran %d times, %d at once; want twice (the failure, then one success), one at a time", calls, most)
+	}
+}
+
+// TestKeyLocks: one job at a time holds an event id in a replica; the
+// others wait for it, every waiter is woken when it is released, another id
+// is never held up, and a waiter gives up when its context ends.
+func TestKeyLocks(t *testing.T) {
+	var l keyLocks
+	ctx := context.Background()
+	if err := l.lock(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.lock(ctx, "b"); err != nil {
+		t.Fatalf("another key waits for a: %v", err)
+	}
+
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := l.lock(short, "a"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("lock of a held key = %v, want the context's end", err)
+	}
+
+	// Three waiters: each gets it in turn, never two at once.
+	var holding, most atomic.Int32
+	got := make(chan error, 3)
+	for range 3 {
+		go func() {
+			err := l.lock(ctx, "a")
+			if err == nil {
+				n := holding.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				time.Sleep(10 * time.Millisecond)
+				holding.Add(-1)
+				l.unlock("a")
+			}
+			got <- err
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case err := <-got:
+		t.Fatalf("a waiter went on while a was held: %v", err)
+	default:
+	}
+	l.unlock("a")
+	for range 3 {
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a waiter was never woken")
+		}
+	}
+	if m := most.Load(); m != 1 {
+		t.Fatalf("%d jobs held a at once", m)
+	}
+	l.unlock("b")
+	if len(l.held) != 0 {
+		t.Fatalf("keys left held: %v", l.held)
 	}
 }

@@ -284,14 +284,17 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	}
 }
 
-// keyLocks are per-key locks, held by the job of an event id.
+// keyLocks are per-key locks, held by the job of an event id. A key in
+// held is locked; its channel, made by the first job to wait for it, is
+// closed by unlock.
 type keyLocks struct {
 	mu   sync.Mutex
 	held map[string]chan struct{}
 }
 
-// lock waits until no other job holds key, or ctx is done.
-func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+// lock waits until no other job holds key and takes it, or until ctx is
+// done.
+func (l *keyLocks) lock(ctx context.Context, key string) error {
 	for {
 		l.mu.Lock()
 		if l.held == nil {
@@ -299,21 +302,30 @@ func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err err
 		}
 		ch, busy := l.held[key]
 		if !busy {
+			l.held[key] = nil
+			l.mu.Unlock()
+			return nil
+		}
+		if ch == nil {
 			ch = make(chan struct{})
 			l.held[key] = ch
-			l.mu.Unlock()
-			return func() {
-				l.mu.Lock()
-				delete(l.held, key)
-				l.mu.Unlock()
-				close(ch)
-			}, nil
 		}
 		l.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
+	}
+}
+
+// unlock releases key, which the caller holds, and wakes its waiters.
+func (l *keyLocks) unlock(key string) {
+	l.mu.Lock()
+	ch := l.held[key]
+	delete(l.held, key)
+	l.mu.Unlock()
+	if ch != nil {
+		close(ch)
 	}
 }

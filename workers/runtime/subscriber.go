@@ -25,6 +25,7 @@ type delivery struct {
 	seq     uint64
 	attempt int
 	stored  time.Time // when FORGE_EVENTS stored the message (the server's clock)
+	job     *job      // set by settle before the inner layers run
 
 	mu      sync.Mutex
 	settled bool
