@@ -33,8 +33,10 @@ func benchWorker(ctx context.Context, st *stack, o options) error {
 		rounds = append(rounds, res)
 	}
 	ratios := make([]string, len(rounds))
+	rates := make([]string, len(rounds))
 	for i, r := range rounds {
 		ratios[i] = fmt.Sprintf("%.2f", r.Ratio)
+		rates[i] = fmt.Sprintf("%.0f/%.0f", r.Runtime.PerSecond, r.Ceiling.PerSecond)
 	}
 	slices.SortFunc(rounds, func(a, b runtime.BenchResult) int { return cmp.Compare(a.Ratio, b.Ratio) })
 	res := rounds[len(rounds)/2]
@@ -48,6 +50,7 @@ func benchWorker(ctx context.Context, st *stack, o options) error {
 	fmt.Printf("  ceiling + idempotency record (KV put)          %s\n", row(res.CeilingIdem))
 	fmt.Printf("  ratio runtime/ceiling %.2f   (target >= 0.50: %s)   runtime/(ceiling+KV put) %.2f\n",
 		res.Ratio, verdict(res.Ratio >= 0.5), res.RatioIdem)
-	fmt.Printf("  ratio of each round, in order: %s\n\n", strings.Join(ratios, " "))
+	fmt.Printf("  ratio of each round, in order: %s\n", strings.Join(ratios, " "))
+	fmt.Printf("  msg/s of each round, runtime/ceiling: %s\n\n", strings.Join(rates, " "))
 	return st.purge(ctx, schemas.StreamEvents)
 }
