@@ -64,7 +64,7 @@ func benchIngest(ctx context.Context, st *stack, fx fixtureFile, o options) erro
 	fmt.Printf("ingest, %d concurrent clients, %d requests (best of 2)\n", o.clients, o.requests)
 	fmt.Printf("  forgebus ingest      %s\n", ing)
 	fmt.Printf("  ceiling (HMAC+pub)   %s\n", ceil)
-	fmt.Printf("  ratio ingest/ceiling %.2f   (target >= 0.50: %s)\n\n", ratio, verdict(ratio >= 0.5))
+	fmt.Printf("  ratio ingest/ceiling %.3f   (target >= 0.50: %s)\n\n", ratio, verdict(ratio >= 0.5))
 
 	serIng, err := post(ctx, ingestReq, o.serial, 1)
 	if err != nil {

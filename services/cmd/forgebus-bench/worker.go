@@ -48,7 +48,7 @@ func benchWorker(ctx context.Context, st *stack, o options) error {
 	fmt.Printf("  forgebus runtime                               %s\n", row(res.Runtime))
 	fmt.Printf("  ceiling (pull, result pub+ack, ack)            %s\n", row(res.Ceiling))
 	fmt.Printf("  ceiling + idempotency record (KV put)          %s\n", row(res.CeilingIdem))
-	fmt.Printf("  ratio runtime/ceiling %.2f   (target >= 0.50: %s)   runtime/(ceiling+KV put) %.2f\n",
+	fmt.Printf("  ratio runtime/ceiling %.3f   (target >= 0.50: %s)   runtime/(ceiling+KV put) %.2f\n",
 		res.Ratio, verdict(res.Ratio >= 0.5), res.RatioIdem)
 	fmt.Printf("  ratio of each round, in order: %s\n", strings.Join(ratios, " "))
 	fmt.Printf("  msg/s of each round, runtime/ceiling: %s\n\n", strings.Join(rates, " "))
