@@ -266,7 +266,7 @@ func benchCeiling(ctx context.Context, js jetstream.JetStream, name string, n, i
 	if err != nil {
 		return BenchFigures{}, fmt.Errorf("bench: consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(inFlight))
+	it, err := cons.Messages(prefetchOpts(inFlight)...)
 	if err != nil {
 		return BenchFigures{}, fmt.Errorf("bench: consume: %w", err)
 	}
