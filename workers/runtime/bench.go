@@ -96,8 +96,22 @@ func benchEvents(ctx context.Context, js jetstream.JetStream, name string, n int
 		if err != nil {
 			return "", err
 		}
-		if _, err := js.PublishAsync(subject, data, jetstream.WithMsgID(ev.ID)); err != nil {
-			return "", fmt.Errorf("bench: publish: %w", err)
+		for {
+			_, err := js.PublishAsync(subject, data, jetstream.WithMsgID(ev.ID))
+			if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				// The broker is behind (a busy machine): let it
+				// catch up rather than fail the run.
+				select {
+				case <-js.PublishAsyncComplete():
+				case <-ctx.Done():
+					return "", ctx.Err()
+				}
+				continue
+			}
+			if err != nil {
+				return "", fmt.Errorf("bench: publish: %w", err)
+			}
+			break
 		}
 	}
 	select {
