@@ -25,7 +25,8 @@ const pullWait = time.Second
 // and pulls again: measured here, a pull loop stopped for 30 s once in
 // about 1,000 rounds of 5,000 messages, the consumer with messages pending
 // and no waiting pull (as in nats-io/nats.go#1622). With these, such a
-// stop lasts about two seconds. Idle, a replica pulls again every 5 s.
+// stop lasts about three seconds: two beats missed, then the loop's pause
+// (TestLostPullRecovers). Idle, a replica pulls again every 5 s.
 const (
 	prefetchExpiry    = 5 * time.Second
 	prefetchHeartbeat = time.Second
