@@ -92,6 +92,20 @@ func (s *Server) Restart() {
 	s.start()
 }
 
+// Conns lists the server's open client connections, as its monitoring
+// endpoint /connz would: name, messages in and out, subscriptions.
+func (s *Server) Conns() []*server.ConnInfo {
+	s.t.Helper()
+	if s.srv == nil {
+		s.t.Fatalf("natstest: Conns: the server is down")
+	}
+	c, err := s.srv.Connz(&server.ConnzOptions{Subscriptions: true, Limit: 1024})
+	if err != nil {
+		s.t.Fatalf("natstest: connz: %v", err)
+	}
+	return c.Conns
+}
+
 // Connect opens a client connection with a JetStream context, both closed by
 // t.Cleanup. The connection reconnects forever, so it survives a Restart.
 func (s *Server) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {

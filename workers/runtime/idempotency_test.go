@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -236,5 +240,57 @@ func TestCopiesArrivingTogetherRunOnce(t *testing.T) {
 				t.Errorf("handler ran %d times, want once", n)
 			}
 		})
+	}
+}
+
+// The lookups travel on a connection of their own, opened with the
+// caller's options and closed when the runtime stops, and the caller's
+// connection callbacks stay the caller's: its closed handler does not run
+// when the runtime closes the lookups' connection.
+func TestLookupsHaveTheirOwnConnection(t *testing.T) {
+	srv := natstest.Run(t)
+	var closed atomic.Int32
+	nc, err := nats.Connect(srv.URL(), nats.Name("owner"), nats.ClosedHandler(func(*nats.Conn) { closed.Add(1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Streams(t, js)
+	stop := start(t, js, Worker{Name: "conns", Subjects: []string{"forge.>"}, Settings: fastSettings(),
+		Handler: HandlerFunc(func(context.Context, *schemas.Envelope) (Report, error) { return Report{}, nil })})
+	publish(t, js, envelope("evt-1"), "")
+	natstest.Eventually(t, 10*time.Second, "evt-1 succeeded", func() bool {
+		return len(resultsOf(results(t, js), "evt-1", schemas.OutcomeSucceeded)) == 1
+	})
+	lookups := func() *server.ConnInfo {
+		for _, c := range srv.Conns() {
+			if c.Name == "owner idempotency-lookups" {
+				return c
+			}
+		}
+		return nil
+	}
+	c := lookups()
+	if c == nil {
+		t.Fatalf("no connection named %q among %d", "owner idempotency-lookups", len(srv.Conns()))
+	}
+	// Its only subscription is the answers' inbox, and the event's lookup
+	// went out on it.
+	if len(c.Subs) != 1 || !strings.HasPrefix(c.Subs[0], "_INBOX.") || c.InMsgs < 1 {
+		t.Errorf("lookups' connection: subscriptions %v, %d messages in; want one inbox and at least one lookup", c.Subs, c.InMsgs)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The server notices a client's close a moment after it.
+	natstest.Eventually(t, 5*time.Second, "lookups' connection closed after the runtime stopped", func() bool {
+		return lookups() == nil
+	})
+	if n := closed.Load(); n != 0 || !nc.IsConnected() {
+		t.Errorf("owner's connection: closed handler ran %d times, connected %v; want 0 and true", n, nc.IsConnected())
 	}
 }
