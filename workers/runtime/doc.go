@@ -61,10 +61,15 @@
 // delivery of it, redelivered or replayed, is a duplicate and runs nothing;
 // a redelivery of the same message that finds its record publishes the
 // recorded result again. The idempotency checks of jobs that start at the
-// same moment share one multi-key direct get. Results, dead letters and
-// records are published with a reply subject of the runtime's own, whose
-// acks it reads itself (acks.go): a publish counts only once its stream's
-// ack says stored, and one not acked within 10 s fails.
+// same moment share one multi-key direct get, sent on a second connection
+// the runtime opens with the caller's options and closes when it stops, so
+// that it does not queue behind the replica's other traffic (the broker
+// answers a direct get in the read loop of the connection that sent it);
+// while that connection is down they go on the caller's.
+// Results, dead letters and records are published with a reply subject of
+// the runtime's own, whose acks it reads itself (acks.go): a publish counts
+// only once its stream's ack says stored, and one not acked within 10 s
+// fails.
 //
 // Copies of one event id run one at a time: within a replica through a
 // per-event lock, across replicas through a "running" marker in the same

@@ -107,14 +107,14 @@ type idemRecord struct {
 type idempotency struct {
 	kv     jetstream.KeyValue
 	js     jetstream.JetStream
-	nc     *nats.Conn // the lookups' own (lookupConn)
-	getAPI string     // $JS.API.DIRECT.GET.KV_<bucket>
-	stName string     // KV_<bucket>, the bucket's stream
-	prefix string     // $KV.<bucket>.
-	inbox  string     // _INBOX.<unique>. ; answers arrive on inbox+<token>
-	sub    *nats.Subscription
-	log    zerolog.Logger
-	acks   *acker // the records' publishes
+	getAPI string // $JS.API.DIRECT.GET.KV_<bucket>
+	stName string // KV_<bucket>, the bucket's stream
+	prefix string // $KV.<bucket>.
+	// Lookups go out on own, the lookups' connection (lookupConn), or on
+	// main, the replica's, while own is down.
+	own, main route
+	log       zerolog.Logger
+	acks      *acker // the records' publishes
 
 	mu       sync.Mutex
 	queue    []*lookup
@@ -133,6 +133,14 @@ type idempotency struct {
 
 	streamMu sync.Mutex
 	stream   jetstream.Stream // the bucket's stream, for purges; nil until needed
+}
+
+// route is a connection the lookups can take, and where their answers
+// arrive on it: inbox+<token>.
+type route struct {
+	nc    *nats.Conn
+	inbox string // _INBOX.<unique>.
+	sub   *nats.Subscription
 }
 
 // lookup is one job's question: has the worker finished this key?
@@ -157,7 +165,8 @@ const maxLookupBatch = 256
 const lookupTimeout = 5 * time.Second
 
 // newIdempotency opens the lookups' own connection (lookupConn) and
-// subscribes to their answers there; close closes both.
+// subscribes to their answers there and on js's connection; close ends
+// both subscriptions and closes the lookups' connection.
 func newIdempotency(js jetstream.JetStream, kv jetstream.KeyValue, acks *acker, log zerolog.Logger) (*idempotency, error) {
 	bucket := kv.Bucket()
 	stName := "KV_" + bucket
@@ -174,7 +183,6 @@ func newIdempotency(js jetstream.JetStream, kv jetstream.KeyValue, acks *acker, 
 		getAPI:  api + "DIRECT.GET." + stName,
 		stName:  stName,
 		prefix:  "$KV." + bucket + ".",
-		inbox:   nats.NewInbox() + ".",
 		log:     log,
 		acks:    acks,
 		answers: map[string]*answers{},
@@ -183,10 +191,13 @@ func newIdempotency(js jetstream.JetStream, kv jetstream.KeyValue, acks *acker, 
 	if err != nil {
 		return nil, err
 	}
-	s.nc = nc
-	if s.sub, err = nc.Subscribe(s.inbox+"*", s.deliver); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("idempotency: subscribe: %w", err)
+	s.own.nc, s.main.nc = nc, js.Conn()
+	for _, r := range []*route{&s.own, &s.main} {
+		r.inbox = nats.NewInbox() + "."
+		if r.sub, err = r.nc.Subscribe(r.inbox+"*", s.deliver); err != nil {
+			s.close()
+			return nil, fmt.Errorf("idempotency: subscribe: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -199,7 +210,8 @@ func newIdempotency(js jetstream.JetStream, kv jetstream.KeyValue, acks *acker, 
 // publish, ack and pull the replica had sent before it, and held up all
 // that came after while it read the bucket. On a connection of its own
 // it is read beside them. In the worker benchmark that took the
-// runtime/ceiling ratio from 0.52 to 0.55 (README, "Benchmarks").
+// runtime/ceiling ratio from 0.52 to 0.54 (README, "Benchmarks"). While it
+// is down, lookups take nc again (idempotency.pick).
 func lookupConn(nc *nats.Conn, log zerolog.Logger) (*nats.Conn, error) {
 	o := nc.Opts
 	o.Name = strings.TrimSpace(o.Name + " idempotency-lookups")
@@ -225,15 +237,28 @@ func lookupConn(nc *nats.Conn, log zerolog.Logger) (*nats.Conn, error) {
 	return c, nil
 }
 
-// close ends the answer subscription and closes the lookups' connection.
+// close ends the answer subscriptions and closes the lookups' connection.
 func (s *idempotency) close() {
-	if s == nil || s.nc == nil {
+	if s == nil || s.own.nc == nil {
 		return
 	}
-	if s.sub != nil {
-		_ = s.sub.Unsubscribe()
+	for _, r := range []*route{&s.own, &s.main} {
+		if r.sub != nil {
+			_ = r.sub.Unsubscribe()
+		}
 	}
-	s.nc.Close()
+	s.own.nc.Close()
+}
+
+// pick is the route a lookup takes now: the lookups' own, or while
+// that is down (reconnecting, or refused by a connection limit that let
+// the main one back) the replica's main connection, which then carries
+// them as it did before lookupConn, rather than fail the jobs.
+func (s *idempotency) pick() *route {
+	if s.own.nc.IsConnected() {
+		return &s.own
+	}
+	return &s.main
 }
 
 // answers collects one multi get's messages. More than it has room for
@@ -247,7 +272,8 @@ type answers struct {
 // deliver routes an answer to the batch waiting for it; answers of a
 // batch that gave up are dropped.
 func (s *idempotency) deliver(m *nats.Msg) {
-	token := strings.TrimPrefix(m.Subject, s.inbox)
+	// Both inboxes end in the token; tokens are unique across them.
+	token := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 	s.mu.Lock()
 	a := s.answers[token]
 	s.mu.Unlock()
@@ -450,7 +476,8 @@ func (s *idempotency) multiGet(subjects []string, extra int) (map[string]answer,
 		delete(s.answers, token)
 		s.mu.Unlock()
 	}()
-	if err := s.nc.PublishRequest(s.getAPI, s.inbox+token, req); err != nil {
+	r := s.pick()
+	if err := r.nc.PublishRequest(s.getAPI, r.inbox+token, req); err != nil {
 		return nil, fmt.Errorf("idempotency get: %w", err)
 	}
 	timer := time.NewTimer(lookupTimeout)

@@ -294,3 +294,22 @@ func TestLookupsHaveTheirOwnConnection(t *testing.T) {
 		t.Errorf("owner's connection: closed handler ran %d times, connected %v; want 0 and true", n, nc.IsConnected())
 	}
 }
+
+// While the lookups' own connection is down, lookups take the replica's
+// main connection and still answer, rather than fail every job.
+func TestLookupsFallBackToTheMainConnection(t *testing.T) {
+	_, _, js := broker(t)
+	s, _ := newTestIdempotency(t, js)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.record(ctx, "done", idemRecord{Outcome: schemas.OutcomeSucceeded, Seq: 1, Attempt: 1, At: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	s.own.nc.Close()
+	for id, want := range map[string]bool{"done": true, "new": false} {
+		l, err := s.get(ctx, id)
+		if err != nil || l.found != want {
+			t.Errorf("get(%q) with the lookups' connection down = found %v, err %v; want found %v, no error", id, l.found, err, want)
+		}
+	}
+}
