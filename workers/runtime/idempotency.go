@@ -219,6 +219,8 @@ func lookupConn(nc *nats.Conn, log zerolog.Logger) (*nats.Conn, error) {
 	// close a channel, and must not run again for this connection.
 	o.ClosedCB, o.ConnectedCB, o.DisconnectedCB, o.DiscoveredServersCB, o.LameDuckModeHandler = nil, nil, nil, nil, nil
 	o.ReconnectErrCB = nil
+	// Its own close, when the runtime stops, is no disconnection to warn of.
+	o.NoCallbacksAfterClientClose = true
 	o.DisconnectedErrCB = func(_ *nats.Conn, err error) {
 		ev := log.Warn()
 		if err != nil {

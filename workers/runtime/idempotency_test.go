@@ -260,8 +260,21 @@ func TestLookupsHaveTheirOwnConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	natstest.Streams(t, js)
-	stop := start(t, js, Worker{Name: "conns", Subjects: []string{"forge.>"}, Settings: fastSettings(),
-		Handler: HandlerFunc(func(context.Context, *schemas.Envelope) (Report, error) { return Report{}, nil })})
+	var logs lockedBuffer
+	rt, err := New(js, Worker{Name: "conns", Subjects: []string{"forge.>"}, Settings: fastSettings(),
+		Handler: HandlerFunc(func(context.Context, *schemas.Envelope) (Report, error) { return Report{}, nil })},
+		zerolog.New(&logs).Level(zerolog.WarnLevel), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- rt.Run(ctx) }()
+	stop := func() error {
+		cancel()
+		return <-runErr
+	}
 	publish(t, js, envelope("evt-1"), "")
 	natstest.Eventually(t, 10*time.Second, "evt-1 succeeded", func() bool {
 		return len(resultsOf(results(t, js), "evt-1", schemas.OutcomeSucceeded)) == 1
@@ -293,6 +306,28 @@ func TestLookupsHaveTheirOwnConnection(t *testing.T) {
 	if n := closed.Load(); n != 0 || !nc.IsConnected() {
 		t.Errorf("owner's connection: closed handler ran %d times, connected %v; want 0 and true", n, nc.IsConnected())
 	}
+	// A clean stop closes the lookups' connection: nothing to warn of.
+	if got := logs.String(); got != "" {
+		t.Errorf("warnings logged by a clean run and stop:\n%s", got)
+	}
+}
+
+// lockedBuffer is a log destination that goroutines share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // While the lookups' own connection is down, lookups take the replica's

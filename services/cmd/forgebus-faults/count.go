@@ -42,7 +42,7 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, f fu
 			InactiveThreshold: time.Minute, Replicas: 1, MemoryStorage: true,
 		})
 		if err != nil {
-			return fmt.Errorf("read %s: %w", stream, err)
+			return fmt.Errorf("read %s: create consumer: %w", stream, err)
 		}
 		return nil
 	})
@@ -50,10 +50,11 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, f fu
 		return err
 	}
 	defer func() { _ = s.DeleteConsumer(context.WithoutCancel(ctx), c.CachedInfo().Name) }()
+	noResponders := 0
 	for {
 		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return fmt.Errorf("read %s: %w", stream, err)
+			return fmt.Errorf("read %s: fetch: %w", stream, err)
 		}
 		n := 0
 		for m := range batch.Messages() {
@@ -69,8 +70,20 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, f fu
 				return nil
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return fmt.Errorf("read %s: %w", stream, err)
+		err = batch.Error()
+		if n == 0 && errors.Is(err, nats.ErrNoResponders) && noResponders < 10 {
+			// The consumer lives on one server of the cluster, and its
+			// interest can reach the server this connection is on a
+			// moment after it was created. `make bench` failed once in 25
+			// runs on 2026-11-25 with "no responders" from this read, from
+			// the consumer's creation or a pull (the error did not say
+			// which; it does now): pull again.
+			noResponders++
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return fmt.Errorf("read %s: fetch: %w", stream, err)
 		}
 		if n == 0 {
 			return fmt.Errorf("read %s: stopped before sequence %d: %w", stream, last, errTimeout)
