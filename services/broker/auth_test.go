@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -23,7 +24,10 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
+	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/config"
+	"github.com/forgebus/forgebus/services/natstest"
+	"github.com/forgebus/forgebus/workers/runtime"
 )
 
 // pki is a test CA with a server certificate for 127.0.0.1 and a client
@@ -183,6 +187,7 @@ func TestConnectTLSAndPassword(t *testing.T) {
 		t.Error("connection is not TLS")
 	}
 	useJetStream(ctx, t, b)
+	runsAWorker(ctx, t, b, srv)
 
 	for _, tc := range []struct {
 		name   string
@@ -291,6 +296,7 @@ func TestConnectCreds(t *testing.T) {
 	}
 	defer b.Close()
 	useJetStream(ctx, t, b)
+	runsAWorker(ctx, t, b, srv)
 
 	t.Run("without the creds", func(t *testing.T) {
 		c := c
@@ -312,4 +318,80 @@ func TestConnectCreds(t *testing.T) {
 			t.Errorf("Connect() = %v, want an error naming the file", err)
 		}
 	})
+}
+
+// runsAWorker runs a worker runtime on b until it has handled one event.
+// The runtime opens a second connection for its idempotency lookups with
+// b's options: it must reach srv as the same user in the same account,
+// over TLS when b's connection is.
+func runsAWorker(ctx context.Context, t *testing.T, b *Broker, srv *server.Server) {
+	t.Helper()
+	natstest.Streams(t, b.JS)
+	const worker = "authcheck"
+	rt, err := runtime.New(b.JS, runtime.Worker{Name: worker, Subjects: []string{schemas.EventsRoot + ".>"}, Settings: runtime.DefaultSettings(),
+		Handler: runtime.HandlerFunc(func(context.Context, *schemas.Envelope) (runtime.Report, error) { return runtime.Report{}, nil })},
+		zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- rt.Run(rctx) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	ev := schemas.Envelope{
+		SpecVersion: schemas.SpecVersion, ID: "auth-1", Source: "https://git.example.com",
+		Type: schemas.TypePrefix + schemas.EventPush, Subject: "refs/heads/main", Time: time.Now().UTC(),
+		DataContentType: "application/json", DataSchema: schemas.SchemaURI(schemas.EventPush),
+		ForgeInstance: "test", Repo: "o/r", Sender: "alice", BodySHA256: "00",
+		Data: json.RawMessage(`{"ref":"refs/heads/main","before":"0000000000000000000000000000000000000000","after":"1111111111111111111111111111111111111111","repository":{"full_name":"o/r"}}`),
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.JS.Publish(ctx, schemas.EventSubject("test", schemas.EventPush, "o", "r"), data, jetstream.WithMsgID(ev.ID)); err != nil {
+		t.Fatalf("publish event: %v", err)
+	}
+	results, err := b.JS.Stream(ctx, schemas.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res schemas.Result
+	natstest.Eventually(t, 10*time.Second, "the event's result", func() bool {
+		m, err := results.GetLastMsgForSubject(ctx, schemas.ResultSubject(worker, "o", "r"))
+		return err == nil && json.Unmarshal(m.Data, &res) == nil
+	})
+	if res.Outcome != schemas.OutcomeSucceeded {
+		t.Fatalf("result %+v, want succeeded", res)
+	}
+
+	cz, err := srv.Connz(&server.ConnzOptions{Username: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var main, lookups *server.ConnInfo
+	for _, c := range cz.Conns {
+		switch c.Name {
+		case b.Conn.Opts.Name:
+			main = c
+		case b.Conn.Opts.Name + " idempotency-lookups":
+			lookups = c
+		}
+	}
+	if main == nil || lookups == nil {
+		t.Fatalf("connections: main %v, lookups %v; want both", main != nil, lookups != nil)
+	}
+	if lookups.AuthorizedUser != main.AuthorizedUser || lookups.Account != main.Account || lookups.TLSVersion != main.TLSVersion {
+		t.Errorf("lookups' connection: user %q, account %q, TLS %q; want those of the main one: %q, %q, %q",
+			lookups.AuthorizedUser, lookups.Account, lookups.TLSVersion, main.AuthorizedUser, main.Account, main.TLSVersion)
+	}
+	if lookups.InMsgs < 1 {
+		t.Error("no lookup went over the lookups' connection")
+	}
 }
