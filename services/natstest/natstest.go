@@ -107,14 +107,22 @@ func (s *Server) Conns() []*server.ConnInfo {
 }
 
 // Connect opens a client connection with a JetStream context, both closed by
-// t.Cleanup. The connection reconnects forever, so it survives a Restart.
-func (s *Server) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+// t.Cleanup. The connection reconnects forever, so it survives a Restart;
+// opts come after those defaults.
+func (s *Server) Connect(t testing.TB, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(s.URL(),
+	return Dial(t, s.URL(), append([]nats.Option{
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(50*time.Millisecond),
+		nats.ReconnectWait(50 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
-	)
+	}, opts...)...)
+}
+
+// Dial opens a client connection to url with opts, and a JetStream context
+// on it, both closed by t.Cleanup.
+func Dial(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("natstest: connect: %v", err)
 	}

@@ -250,15 +250,7 @@ func TestCopiesArrivingTogetherRunOnce(t *testing.T) {
 func TestLookupsHaveTheirOwnConnection(t *testing.T) {
 	srv := natstest.Run(t)
 	var closed atomic.Int32
-	nc, err := nats.Connect(srv.URL(), nats.Name("owner"), nats.ClosedHandler(func(*nats.Conn) { closed.Add(1) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := srv.Connect(t, nats.Name("owner"), nats.ClosedHandler(func(*nats.Conn) { closed.Add(1) }))
 	natstest.Streams(t, js)
 	var logs lockedBuffer
 	rt, err := New(js, Worker{Name: "conns", Subjects: []string{"forge.>"}, Settings: fastSettings(),

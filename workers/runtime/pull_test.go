@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/natstest"
@@ -33,15 +32,7 @@ func TestLostPullRecovers(t *testing.T) {
 		publish(t, js, envelope(fmt.Sprintf("lost-pull-%d", i)), "")
 	}
 	p := newDropProxy(t, srv.URL(), 3)
-	nc, err := nats.Connect(p.url, nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	pjs, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, pjs := natstest.Dial(t, p.url, nats.MaxReconnects(-1))
 	s := fastSettings()
 	s.AckWait = 30 * time.Second
 	s.JobTimeout = 10 * time.Second // at most AckWait/2: the replica pulls ahead

@@ -71,7 +71,7 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, f fu
 			}
 		}
 		err = batch.Error()
-		if n == 0 && errors.Is(err, nats.ErrNoResponders) && noResponders < 10 {
+		if n == 0 && errors.Is(err, nats.ErrNoResponders) && noResponders < transientTries {
 			// The consumer lives on one server of the cluster, and its
 			// interest can reach the server this connection is on a
 			// moment after it was created. `make bench` failed once in 25
@@ -79,7 +79,9 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, f fu
 			// the consumer's creation or a pull (the error did not say
 			// which; it does now): pull again.
 			noResponders++
-			time.Sleep(500 * time.Millisecond)
+			if err := transientPause(ctx); err != nil {
+				return fmt.Errorf("read %s: fetch: %w", stream, err)
+			}
 			continue
 		}
 		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
@@ -91,18 +93,29 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, f fu
 	}
 }
 
+// A transient error is tried transientTries times, a transientPause apart.
+const transientTries = 10
+
+// transientPause waits 500 ms, or returns ctx's error.
+func transientPause(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(500 * time.Millisecond):
+		return nil
+	}
+}
+
 // retryTransient calls op until it succeeds, fails with an error that is
-// not "no responders" or a timeout, or has failed 10 times, 500 ms apart.
+// not "no responders" or a timeout, or has failed transientTries times.
 func retryTransient(ctx context.Context, op func() error) error {
 	var err error
-	for range 10 {
+	for range transientTries {
 		if err = op(); err == nil || !(errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout)) {
 			return err
 		}
-		select {
-		case <-ctx.Done():
+		if transientPause(ctx) != nil {
 			return err
-		case <-time.After(500 * time.Millisecond):
 		}
 	}
 	return err

@@ -182,15 +182,7 @@ func (d *devInstance) cli(t *testing.T, args ...string) (int, string, string) {
 // connect opens a NATS client connection to d's embedded server.
 func (d *devInstance) connect(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect("nats://"+d.natsAddr, nats.Name("e2e-test"))
-	if err != nil {
-		t.Fatalf("connect to dev's NATS: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Dial(t, "nats://"+d.natsAddr, nats.Name("e2e-test"))
 	return js
 }
 
