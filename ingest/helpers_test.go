@@ -24,9 +24,8 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// fixtureDir holds the real Gogs deliveries; the repo and shared/ sit side
-// by side, in CI as here.
-var fixtureDir = filepath.Join("..", "..", "shared", "fixtures", "gogs")
+// fixtureDir holds the real Gogs deliveries, the repository's own copy.
+var fixtureDir = filepath.Join("..", "testdata", "gogs")
 
 const fixtureSecret = "fixture-secret-1"
 

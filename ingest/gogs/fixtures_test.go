@@ -19,9 +19,8 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.json from the current output")
 
-// fixtureDir is /work/shared/fixtures/gogs seen from ingest/gogs: the repo
-// and shared/ sit side by side, in CI as here.
-var fixtureDir = filepath.Join("..", "..", "..", "shared", "fixtures", "gogs")
+// fixtureDir holds the real Gogs deliveries, the repository's own copy.
+var fixtureDir = filepath.Join("..", "..", "testdata", "gogs")
 
 const (
 	fixtureSecret   = "fixture-secret-1"
@@ -51,7 +50,7 @@ func loadFixtures(tb testing.TB) []*fixture {
 	tb.Helper()
 	paths, err := filepath.Glob(filepath.Join(fixtureDir, "*.json"))
 	if err != nil || len(paths) == 0 {
-		tb.Fatalf("no Gogs fixtures in %s (the repo and shared/ must sit side by side): %v", fixtureDir, err)
+		tb.Fatalf("no Gogs fixtures in %s : %v", fixtureDir, err)
 	}
 	out := make([]*fixture, 0, len(paths))
 	for _, p := range paths {

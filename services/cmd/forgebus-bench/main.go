@@ -31,7 +31,7 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.fixture, "fixture", filepath.Join("..", "shared", "fixtures", "gogs", "push-multi-commit.json"), "captured Gogs delivery to post")
+	flag.StringVar(&o.fixture, "fixture", filepath.Join("testdata", "gogs", "push-multi-commit.json"), "captured Gogs delivery to post")
 	flag.IntVar(&o.requests, "requests", 20000, "requests per concurrent run")
 	flag.IntVar(&o.clients, "clients", 64, "concurrent clients")
 	flag.IntVar(&o.serial, "serial", 3000, "requests per serial run")
@@ -46,7 +46,7 @@ func main() {
 	}
 }
 
-// fixtureFile is the capture format of ../shared/fixtures/gogs.
+// fixtureFile is the capture format of testdata/gogs.
 type fixtureFile struct {
 	Headers map[string]string `json:"headers"`
 	Body    []byte            `json:"body_base64"`

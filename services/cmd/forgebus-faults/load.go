@@ -89,7 +89,7 @@ type user struct {
 }
 
 // pushBody is a Gogs push payload with the fields and spelling of the real
-// deliveries in the shared fixtures (push-multi-commit.json).
+// deliveries in testdata/gogs (push-multi-commit.json).
 func pushBody(owner, name, before, after string) ([]byte, error) {
 	u := user{ID: 1, Username: owner, Login: owner, FullName: owner, Email: owner + "@example.com"}
 	full := owner + "/" + name

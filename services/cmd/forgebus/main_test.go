@@ -21,7 +21,7 @@ import (
 	"github.com/forgebus/forgebus/services/natstest"
 )
 
-const fixtures = "../../../../shared/fixtures/gogs"
+const fixtures = "../../../testdata/gogs"
 
 var (
 	buildOnce sync.Once
