@@ -8,7 +8,8 @@
 // the file system ([CheckName], [CheckBranch], [CheckCommit]); git always
 // runs with an explicit argv (refs after "--" where git allows it), a
 // minimal environment, no system or global config, no terminal prompt, only
-// the protocol of the configured base URL, and the Gogs token as an
-// http.extraHeader passed through GIT_CONFIG_* variables so that it is never
-// in an argv, a URL or a log line.
+// the protocol of the configured base URL, and the Gogs token sent with
+// HTTP Basic auth (the only scheme Gogs' git handler takes) by a credential
+// helper that reads it from a pipe, so that it is never in an argv, a URL,
+// an environment, a file or a log line.
 package gitrepo

@@ -13,6 +13,14 @@ var (
 	// ErrGit is returned (wrapped) when a git command fails: network, auth,
 	// a broken cache. Usually transient.
 	ErrGit = errors.New("git failed")
+	// ErrUnauthorized is returned (wrapped, with [ErrGit]) when the git
+	// server asked for credentials and had none or refused them (401): no
+	// token, or a wrong or revoked one. Retrying cannot help.
+	ErrUnauthorized = errors.New("git server refused the credentials (401)")
+	// ErrForbidden is returned (wrapped, with [ErrGit]) when the git server
+	// accepted the credentials but the user may not read the repository
+	// (403). Retrying cannot help.
+	ErrForbidden = errors.New("git server denied access (403)")
 	// ErrTooLarge is returned when git output or a checked-out tree passes
 	// its size bound.
 	ErrTooLarge = errors.New("too large")

@@ -24,8 +24,10 @@ type Options struct {
 	// URL is BaseURL + "/<owner>/<name>.git". An absolute directory path
 	// is accepted too (tests, local mirrors).
 	BaseURL string
-	// Token, when set, is sent as "Authorization: token …" on every HTTP
-	// request git makes.
+	// Token, when set, is a Gogs access token. git sends it with HTTP
+	// Basic auth as the username, which Gogs accepts as a token, when the
+	// server asks for credentials; it reaches git through a pipe, never an
+	// argv, a URL, the environment or a file.
 	Token string
 	// CacheDir holds the bare repositories.
 	CacheDir string
@@ -43,6 +45,7 @@ type Repo struct {
 	url   string
 	proto string
 	env   []string
+	token string
 }
 
 // Open checks opts and returns the repository's cache (no I/O yet).
@@ -91,10 +94,17 @@ func Open(opts Options) (*Repo, error) {
 		"GIT_LFS_SKIP_SMUDGE=1",
 	}
 	if opts.Token != "" {
+		if strings.ContainsAny(opts.Token, "\x00\n\r") {
+			return nil, fmt.Errorf("%w: gogs token has a control character", ErrBadName)
+		}
+		// The only credential helper: it answers "get" with what the
+		// caller wrote into the pipe on fd 3 (see [Repo.fetch]).
 		env = append(env,
-			"GIT_CONFIG_COUNT=1",
-			"GIT_CONFIG_KEY_0=http.extraHeader",
-			"GIT_CONFIG_VALUE_0=Authorization: token "+opts.Token,
+			"GIT_CONFIG_COUNT=2",
+			"GIT_CONFIG_KEY_0=credential.helper",
+			"GIT_CONFIG_VALUE_0=",
+			"GIT_CONFIG_KEY_1=credential.helper",
+			`GIT_CONFIG_VALUE_1=!f() { test "$1" = get && cat <&3; }; f`,
 		)
 	}
 	return &Repo{
@@ -102,6 +112,7 @@ func Open(opts Options) (*Repo, error) {
 		url:   cloneURL,
 		proto: proto,
 		env:   env,
+		token: opts.Token,
 	}, nil
 }
 
@@ -133,7 +144,7 @@ func (r *Repo) syncLocked(ctx context.Context) error {
 			return fmt.Errorf("cache %s: %w", r.dir, err)
 		}
 	}
-	_, err := r.git(ctx, r.dir, "fetch", "--quiet", "--prune", "--no-tags", "--no-recurse-submodules",
+	_, err := r.fetch(ctx, "--quiet", "--prune", "--no-tags", "--no-recurse-submodules",
 		"--", r.url, "+refs/heads/*:refs/remotes/origin/*")
 	return err
 }
@@ -157,7 +168,9 @@ func (r *Repo) Ensure(ctx context.Context, commit string) error {
 		return nil
 	}
 	// Best effort: servers that allow fetching any reachable object.
-	_, _ = r.git(ctx, r.dir, "fetch", "--quiet", "--no-tags", "--", r.url, commit)
+	if _, err := r.fetch(ctx, "--quiet", "--no-tags", "--", r.url, commit); errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) {
+		return err
+	}
 	if r.has(ctx, commit) {
 		return nil
 	}
@@ -284,6 +297,7 @@ type exitError struct {
 	op   string
 	code int
 	msg  string
+	auth error // ErrUnauthorized or ErrForbidden when the server refused
 }
 
 func (e *exitError) Error() string {
@@ -293,7 +307,50 @@ func (e *exitError) Error() string {
 	return fmt.Sprintf("git %s: exit %d: %s", e.op, e.code, e.msg)
 }
 
-func (e *exitError) Unwrap() error { return ErrGit }
+func (e *exitError) Unwrap() []error {
+	if e.auth != nil {
+		return []error{ErrGit, e.auth}
+	}
+	return []error{ErrGit}
+}
+
+// authRefusal classifies git's stderr (LC_ALL=C) when the server refused
+// the credentials (401) or the user's access (403).
+func authRefusal(stderr string) error {
+	switch {
+	case strings.Contains(stderr, "Authentication failed for"),
+		strings.Contains(stderr, "could not read Username"),
+		strings.Contains(stderr, "could not read Password"),
+		strings.Contains(stderr, "The requested URL returned error: 401"):
+		return ErrUnauthorized
+	case strings.Contains(stderr, "The requested URL returned error: 403"):
+		return ErrForbidden
+	}
+	return nil
+}
+
+// fetch runs git fetch in the cache. With a token, the credential goes to
+// git's helper through a pipe on fd 3, written and closed before git starts,
+// so it is in no argv, environment or file of git or of anything else.
+func (r *Repo) fetch(ctx context.Context, args ...string) ([]byte, error) {
+	var extra []*os.File
+	if r.token != "" {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("git fetch: credential pipe: %w", err)
+		}
+		defer pr.Close()
+		// Gogs tries the username as an access token when the pair is no
+		// login; the password is a filler that is no token.
+		_, err = pw.WriteString("username=" + r.token + "\npassword=x-oauth-basic\n")
+		pw.Close()
+		if err != nil {
+			return nil, fmt.Errorf("git fetch: credential pipe: %w", err)
+		}
+		extra = []*os.File{pr}
+	}
+	return r.run(ctx, r.env, r.dir, extra, append([]string{"fetch"}, args...)...)
+}
 
 // git runs one git command in dir and returns its stdout (bounded). The
 // error names the subcommand and carries a short, sanitized stderr tail;
@@ -303,9 +360,14 @@ func (r *Repo) git(ctx context.Context, dir string, args ...string) ([]byte, err
 }
 
 func (r *Repo) gitEnv(ctx context.Context, env []string, dir string, args ...string) ([]byte, error) {
+	return r.run(ctx, env, dir, nil, args...)
+}
+
+func (r *Repo) run(ctx context.Context, env []string, dir string, extra []*os.File, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = dir
 	cmd.Env = env
+	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
@@ -328,7 +390,7 @@ func (r *Repo) gitEnv(ctx context.Context, env []string, dir string, args ...str
 		if errors.As(err, &ee) {
 			code = ee.ExitCode()
 		}
-		return nil, &exitError{op: args[0], code: code, msg: sanitize(stderr.String())}
+		return nil, &exitError{op: args[0], code: code, msg: sanitize(stderr.String()), auth: authRefusal(stderr.String())}
 	}
 	return stdout.Bytes(), nil
 }

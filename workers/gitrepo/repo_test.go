@@ -1,12 +1,15 @@
 package gitrepo_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/forgebus/forgebus/workers/gitrepo"
@@ -15,13 +18,26 @@ import (
 
 const token = "tok-secret-123"
 
-func TestSyncOverHTTPNeedsToken(t *testing.T) {
+// TestSyncPrivateRepo clones a private repository from a server that
+// authenticates as Gogs does, and checks each refusal is permanent and
+// named, and that the token shows in no process's argv or environment
+// while git runs, nor in any file it leaves.
+func TestSyncPrivateRepo(t *testing.T) {
 	root := t.TempDir()
 	src := gittest.NewRepo(t, root, "acme", "site")
 	src.Write("README", "hi")
 	c1 := src.Commit("one")
 	src.Push("master")
 	srv := gittest.Serve(t, root, token)
+	srv.AddToken("stranger", "tok-stranger-456")
+	var leaks atomic.Int64
+	var leakWhere atomic.Value
+	srv.Observe(func(*http.Request) {
+		if where := procLeak(token); where != "" {
+			leaks.Add(1)
+			leakWhere.Store(where)
+		}
+	})
 	ctx := context.Background()
 
 	tests := []struct {
@@ -29,14 +45,16 @@ func TestSyncOverHTTPNeedsToken(t *testing.T) {
 		token   string
 		wantErr error
 	}{
-		{name: "without token", token: "", wantErr: gitrepo.ErrGit},
-		{name: "wrong token", token: "nope", wantErr: gitrepo.ErrGit},
+		{name: "without token", token: "", wantErr: gitrepo.ErrUnauthorized},
+		{name: "wrong token", token: "nope", wantErr: gitrepo.ErrUnauthorized},
+		{name: "token of a user without access", token: "tok-stranger-456", wantErr: gitrepo.ErrForbidden},
 		{name: "with token", token: token},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := srv.Authorized.Load()
-			r, err := gitrepo.Open(gitrepo.Options{BaseURL: srv.URL, Token: tt.token, CacheDir: t.TempDir(), Owner: "acme", Name: "site"})
+			cache := t.TempDir()
+			r, err := gitrepo.Open(gitrepo.Options{BaseURL: srv.URL, Token: tt.token, CacheDir: cache, Owner: "acme", Name: "site"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -45,6 +63,9 @@ func TestSyncOverHTTPNeedsToken(t *testing.T) {
 				t.Fatalf("Ensure = %v, want %v", err, tt.wantErr)
 			}
 			if err != nil {
+				if !errors.Is(err, gitrepo.ErrGit) {
+					t.Errorf("Ensure = %v, want it to wrap ErrGit too", err)
+				}
 				if strings.Contains(err.Error(), tt.token) && tt.token != "" {
 					t.Errorf("error leaks the token: %v", err)
 				}
@@ -53,8 +74,51 @@ func TestSyncOverHTTPNeedsToken(t *testing.T) {
 			if srv.Authorized.Load() == before {
 				t.Error("server saw no authorized request")
 			}
+			dst := filepath.Join(t.TempDir(), "wt")
+			if err := r.Checkout(ctx, c1, dst); err != nil {
+				t.Fatal(err)
+			}
+			for _, dir := range []string{cache, dst} {
+				if f := fileWith(t, dir, token); f != "" {
+					t.Errorf("token written to %s", f)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dst, ".git")); err == nil {
+				t.Error("checkout has a .git")
+			}
 		})
 	}
+	if n := leaks.Load(); n > 0 {
+		t.Errorf("token visible in %v during %d requests", leakWhere.Load(), n)
+	}
+}
+
+// procLeak returns the first /proc/<pid>/cmdline or environ that holds s.
+func procLeak(s string) string {
+	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	env, _ := filepath.Glob("/proc/[0-9]*/environ")
+	for _, f := range append(files, env...) {
+		if b, err := os.ReadFile(f); err == nil && bytes.Contains(b, []byte(s)) {
+			return f
+		}
+	}
+	return ""
+}
+
+// fileWith returns the first file under dir whose content holds s.
+func fileWith(t *testing.T, dir, s string) string {
+	t.Helper()
+	found := ""
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || found != "" {
+			return nil
+		}
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(s)) {
+			found = p
+		}
+		return nil
+	})
+	return found
 }
 
 func TestChanged(t *testing.T) {
