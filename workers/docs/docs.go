@@ -199,7 +199,7 @@ func (w *Worker) handlePush(ctx context.Context, ev *schemas.Envelope) (runtime.
 	fullName := repoName(ev, &p.Repository)
 	rule := w.findRule(fullName, branch, p.Repository.DefaultBranch)
 	if rule == nil {
-		return skipped("no matching rule"), nil
+		return skipped("no rule matches"), nil
 	}
 	t, err := w.resolve(ctx, rule, fullName, branch)
 	if err != nil {
@@ -252,7 +252,7 @@ func (w *Worker) handlePush(ctx context.Context, ev *schemas.Envelope) (runtime.
 		return runtime.Report{Detail: detail}, runtime.Permanent(err)
 	}
 	if err := repo.Ensure(ctx, commit); err != nil {
-		return runtime.Report{Detail: detail}, classifyGit(err)
+		return runtime.Report{Detail: detail}, classifyGit(err, w.deps.GogsToken != "")
 	}
 	if st != nil && st.Commit != commit && gitrepo.CheckCommit(st.Commit) == nil {
 		// A live commit gone from the server (force push) cannot be an
@@ -271,7 +271,7 @@ func (w *Worker) handlePush(ctx context.Context, ev *schemas.Envelope) (runtime.
 	defer os.RemoveAll(work)
 	checkout := filepath.Join(work, "src")
 	if err := repo.Checkout(ctx, commit, checkout); err != nil {
-		return runtime.Report{Detail: detail}, classifyGit(err)
+		return runtime.Report{Detail: detail}, classifyGit(err, w.deps.GogsToken != "")
 	}
 	res, err := command.Run(ctx, command.Spec{
 		Argv:    rule.Command,
@@ -318,7 +318,7 @@ func (w *Worker) handleDelete(ctx context.Context, ev *schemas.Envelope) (runtim
 	fullName := repoName(ev, &p.Repository)
 	rule := w.findRule(fullName, branch, p.Repository.DefaultBranch)
 	if rule == nil {
-		return skipped("no matching rule"), nil
+		return skipped("no rule matches"), nil
 	}
 	t, err := w.resolve(ctx, rule, fullName, branch)
 	if err != nil {
@@ -379,8 +379,12 @@ func repoName(ev *schemas.Envelope, r *schemas.Repository) string {
 	return r.FullName
 }
 
-// classifyGit marks git errors that retrying cannot fix as permanent.
-func classifyGit(err error) error {
+// classifyGit marks git errors that retrying cannot fix as permanent; a
+// refusal of the credentials or of access says which setting to fix.
+func classifyGit(err error, tokenSet bool) error {
+	if hint := gitrepo.AuthHint(err, tokenSet); hint != "" {
+		return runtime.Permanent(fmt.Errorf("%w: %s", err, hint))
+	}
 	if errors.Is(err, gitrepo.ErrBadName) || errors.Is(err, gitrepo.ErrNoCommit) || errors.Is(err, gitrepo.ErrTooLarge) {
 		return runtime.Permanent(err)
 	}

@@ -25,3 +25,18 @@ var (
 	// its size bound.
 	ErrTooLarge = errors.New("too large")
 )
+
+// AuthHint says which setting to fix when err is an [ErrUnauthorized] or
+// [ErrForbidden] refusal, or "" for any other error. tokenSet is whether a
+// token was configured.
+func AuthHint(err error, tokenSet bool) string {
+	switch {
+	case errors.Is(err, ErrForbidden):
+		return "the Gogs token's user lacks read access to the repository: add that user as a collaborator or to a team that can read it"
+	case errors.Is(err, ErrUnauthorized) && !tokenSet:
+		return "the repository is private and no Gogs token is set: set FORGEBUS_GOGS_TOKEN (or FORGEBUS_GOGS_TOKEN_FILE) to an access token of a user who can read it"
+	case errors.Is(err, ErrUnauthorized):
+		return "Gogs refused the token: set FORGEBUS_GOGS_TOKEN (or FORGEBUS_GOGS_TOKEN_FILE) to a valid, unrevoked access token"
+	}
+	return ""
+}

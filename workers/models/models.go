@@ -130,7 +130,7 @@ func (w *Worker) Handle(ctx context.Context, ev *schemas.Envelope) (runtime.Repo
 		}
 	}
 	if len(rules) == 0 {
-		return skipped("no matching rule"), nil
+		return skipped("no rule matches"), nil
 	}
 	owner, name, _ := strings.Cut(fullName, "/")
 	checks := []error{gitrepo.CheckName(owner), gitrepo.CheckName(name), gitrepo.CheckBranch(ctx, branch), gitrepo.CheckCommit(p.After)}
@@ -153,11 +153,11 @@ func (w *Worker) Handle(ctx context.Context, ev *schemas.Envelope) (runtime.Repo
 		return runtime.Report{}, runtime.Permanent(err)
 	}
 	if err := repo.Ensure(ctx, p.After); err != nil {
-		return runtime.Report{}, classifyGit(err)
+		return runtime.Report{}, classifyGit(err, w.deps.GogsToken != "")
 	}
 	changed, err := repo.Changed(ctx, p.Before, p.After, p.Repository.DefaultBranch)
 	if err != nil {
-		return runtime.Report{}, classifyGit(err)
+		return runtime.Report{}, classifyGit(err, w.deps.GogsToken != "")
 	}
 
 	detail := schemas.Detail{"branch": branch, "commit": p.After, "changed_paths": strconv.Itoa(len(changed))}
@@ -261,7 +261,7 @@ func (w *Worker) run(ctx context.Context, repo *gitrepo.Repo, c *Command, body P
 	defer os.RemoveAll(work)
 	checkout := filepath.Join(work, "src")
 	if err := repo.Checkout(ctx, body.Commit, checkout); err != nil {
-		return classifyGit(err)
+		return classifyGit(err, w.deps.GogsToken != "")
 	}
 	home := filepath.Join(w.deps.CacheDir, "home")
 	_ = os.MkdirAll(home, 0o750)
@@ -296,8 +296,12 @@ func skipped(why string) runtime.Report {
 	return runtime.Report{Detail: schemas.Detail{"skipped": why}}
 }
 
-// classifyGit marks git errors that retrying cannot fix as permanent.
-func classifyGit(err error) error {
+// classifyGit marks git errors that retrying cannot fix as permanent; a
+// refusal of the credentials or of access says which setting to fix.
+func classifyGit(err error, tokenSet bool) error {
+	if hint := gitrepo.AuthHint(err, tokenSet); hint != "" {
+		return runtime.Permanent(fmt.Errorf("%w: %s", err, hint))
+	}
 	if errors.Is(err, gitrepo.ErrBadName) || errors.Is(err, gitrepo.ErrNoCommit) || errors.Is(err, gitrepo.ErrTooLarge) {
 		return runtime.Permanent(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/workers/gitrepo"
 	"github.com/forgebus/forgebus/workers/gitrepo/gittest"
 	"github.com/forgebus/forgebus/workers/models"
 	"github.com/forgebus/forgebus/workers/runtime"
@@ -324,5 +325,42 @@ func TestConfig(t *testing.T) {
 				t.Errorf("err = %v, want ErrConfig", err)
 			}
 		})
+	}
+}
+
+// TestPrivateRepoRefusalsArePermanent: when git may not read the
+// repository, the event fails at once and the error names the setting.
+func TestPrivateRepoRefusalsArePermanent(t *testing.T) {
+	gitRoot := t.TempDir()
+	src := gittest.NewRepo(t, gitRoot, "acme", "ml")
+	srv := gittest.Serve(t, gitRoot, token)
+	srv.AddToken("stranger", "tok-stranger")
+	src.Write("models/a.bin", "a")
+	c := src.Commit("model")
+	src.Push("master")
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	t.Cleanup(hook.Close)
+	for _, tt := range []struct {
+		token   string
+		wantErr error
+		wantMsg string
+	}{
+		{"", gitrepo.ErrUnauthorized, "set FORGEBUS_GOGS_TOKEN"},
+		{"wrong", gitrepo.ErrUnauthorized, "Gogs refused the token"},
+		{"tok-stranger", gitrepo.ErrForbidden, "lacks read access"},
+	} {
+		w, err := models.New(models.Config{Rules: []models.Rule{{Repo: "acme/ml", Paths: []string{"models/**"}, Post: &models.Post{URL: hook.URL}}}},
+			models.Deps{GogsURL: srv.URL, GogsToken: tt.token, CacheDir: t.TempDir(), Secret: []byte(secret), Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = w.Handle(context.Background(), pushEvent(t, "master", zero, c))
+		if !runtime.IsPermanent(err) || !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantMsg) {
+			t.Errorf("token %q: err = %v, want a permanent %v saying %q", tt.token, err, tt.wantErr, tt.wantMsg)
+		}
+	}
+	if got := rc.take(); len(got) != 0 {
+		t.Errorf("%d refreshes without reading the repository", len(got))
 	}
 }
