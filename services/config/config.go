@@ -20,6 +20,7 @@ const (
 	DefaultPublishTimeout  = 3 * time.Second
 	DefaultRetryAfter      = 5 * time.Second
 	DefaultShutdownGrace   = 10 * time.Second
+	DefaultGogsAPITimeout  = 15 * time.Second
 	DefaultReplicas        = 1
 	DefaultDuplicateWindow = 24 * time.Hour
 	DefaultEventsMaxAge    = 30 * 24 * time.Hour
@@ -89,6 +90,8 @@ type Gogs struct {
 	URL string `yaml:"url"`
 	// Token is the Gogs API token (FORGEBUS_GOGS_TOKEN[_FILE]).
 	Token Secret `yaml:"-"`
+	// APITimeout bounds each Gogs API call (FORGEBUS_GOGS_API_TIMEOUT).
+	APITimeout time.Duration `yaml:"api_timeout"`
 }
 
 // NATS configures the broker connection.
@@ -169,6 +172,7 @@ func Default() Config {
 		DataDir:       DefaultDataDir,
 		Log:           Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		NATS:          NATS{Listen: DefaultNATSListen},
+		Gogs:          Gogs{APITimeout: DefaultGogsAPITimeout},
 		Streams: Streams{
 			Replicas:        DefaultReplicas,
 			DuplicateWindow: DefaultDuplicateWindow,

@@ -55,6 +55,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"log format", c.Log.Format, "auto"},
 		{"max body", c.Ingest.MaxBodyBytes, ByteSize(5 << 20)},
 		{"publish timeout", c.Ingest.PublishTimeout, 3 * time.Second},
+		{"gogs api timeout", c.Gogs.APITimeout, 15 * time.Second},
 		{"replicas", c.Streams.Replicas, 1},
 		{"duplicates", c.Streams.DuplicateWindow, 24 * time.Hour},
 		{"events max age", c.Streams.Events.MaxAge, 30 * 24 * time.Hour},
@@ -366,6 +367,7 @@ func TestValidate(t *testing.T) {
 		{name: "spool entries", mutate: func(c *Config) { c.Spool.MaxEntries = 0 }, wantErr: ErrInvalid, wantMsg: "FORGEBUS_SPOOL_MAX_ENTRIES"},
 		{name: "spool off ignores limits", mutate: func(c *Config) { c.Spool.Enabled = false; c.Spool.MaxEntries = 0 }},
 		{name: "gogs url", mutate: func(c *Config) { c.Gogs.URL = "ftp://x" }, wantErr: ErrInvalid, wantMsg: "FORGEBUS_GOGS_URL"},
+		{name: "gogs api timeout", mutate: func(c *Config) { c.Gogs.APITimeout = 0 }, wantErr: ErrInvalid, wantMsg: "FORGEBUS_GOGS_API_TIMEOUT"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

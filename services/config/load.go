@@ -241,6 +241,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.boolean("FORGEBUS_ALLOW_UNSIGNED", &c.Gogs.AllowUnsigned)
 	e.str("FORGEBUS_GOGS_URL", &c.Gogs.URL)
 	e.secret("FORGEBUS_GOGS_TOKEN", &c.Gogs.Token)
+	e.duration("FORGEBUS_GOGS_API_TIMEOUT", &c.Gogs.APITimeout)
 	e.secret("FORGEBUS_MODELS_SECRET", &c.ModelsSecret)
 	c.BuildPath = getenv("PATH")
 	e.str("FORGEBUS_BUILD_PATH", &c.BuildPath)

@@ -74,6 +74,10 @@ func (c Config) Validate() error {
 		}
 	}
 
+	if c.Gogs.APITimeout <= 0 {
+		bad("FORGEBUS_GOGS_API_TIMEOUT: must be positive, got %v", c.Gogs.APITimeout)
+	}
+
 	if c.NATS.URL != "" {
 		for _, u := range strings.Split(c.NATS.URL, ",") {
 			if err := checkURL(strings.TrimSpace(u), "nats", "tls", "ws", "wss"); err != nil {

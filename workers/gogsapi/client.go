@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// DefaultTimeout bounds a call whose context has no deadline.
+// DefaultTimeout bounds each call unless [WithTimeout] says otherwise.
 const DefaultTimeout = 15 * time.Second
 
 // DefaultMaxSize is the largest file [Client.RawFile] reads by default (1 MiB).
@@ -23,6 +23,7 @@ type Client struct {
 	token   string
 	http    *http.Client
 	maxSize int64
+	timeout time.Duration
 }
 
 // Option configures a [Client].
@@ -34,6 +35,16 @@ func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) {
 		cp := *hc
 		c.http = &cp
+	}
+}
+
+// WithTimeout bounds each call to d (a longer context deadline does not
+// lengthen it); zero or less keeps [DefaultTimeout].
+func WithTimeout(d time.Duration) Option {
+	return func(c *Client) {
+		if d > 0 {
+			c.timeout = d
+		}
 	}
 }
 
@@ -62,7 +73,7 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("%w: gogs url must not carry credentials, a query or a fragment", ErrBadArgument)
 	}
-	c := &Client{base: u, token: token, http: &http.Client{}, maxSize: DefaultMaxSize}
+	c := &Client{base: u, token: token, http: &http.Client{}, maxSize: DefaultMaxSize, timeout: DefaultTimeout}
 	for _, o := range opts {
 		o(c)
 	}
@@ -117,11 +128,9 @@ func (c *Client) RawFile(ctx context.Context, owner, repo, ref, path string) ([]
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-	}
+	// The job's context allows minutes; one API call gets its own bound.
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadArgument, err)

@@ -109,3 +109,40 @@ func TestNewRejectsBadURL(t *testing.T) {
 		}
 	}
 }
+
+// TestTimeoutOfItsOwn: a Gogs that never answers fails the call after the
+// client's timeout, even inside a job whose context allows minutes.
+func TestTimeoutOfItsOwn(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	c, err := New(srv.URL, "good", WithTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := c.RawFile(job, "acme", "app", "master", ".env")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !IsTimeout(err) || !Transient(err) {
+			t.Errorf("err = %v, want a transient timeout", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("took %v, want about the 200ms timeout", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("RawFile still waiting after 5s: the client has no timeout of its own")
+	}
+}

@@ -71,7 +71,7 @@ func newEnvsyncWorker(p *platform.Platform) (runtime.Worker, error) {
 	if p.Config.Gogs.URL == "" {
 		return runtime.Worker{}, usage(fmt.Errorf("worker %s: FORGEBUS_GOGS_URL is required (the env files are read through the Gogs API)", envsync.Name))
 	}
-	api, err := gogsapi.New(p.Config.Gogs.URL, p.Config.Gogs.Token.Reveal())
+	api, err := gogsapi.New(p.Config.Gogs.URL, p.Config.Gogs.Token.Reveal(), gogsapi.WithTimeout(p.Config.Gogs.APITimeout))
 	if err != nil {
 		return runtime.Worker{}, usage(fmt.Errorf("worker %s: %w", envsync.Name, err))
 	}
