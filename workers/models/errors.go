@@ -16,6 +16,9 @@ var (
 	// ErrCommand is returned (wrapped, and marked permanent) when the
 	// rule's command fails or times out.
 	ErrCommand = errors.New("refresh command failed")
+	// ErrContention is returned (wrapped, transient) when replicas kept
+	// overwriting a branch's last run while this one tried to record it.
+	ErrContention = errors.New("state updated concurrently")
 )
 
 // Name is the worker's name: its consumer, its results' subject token and

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/schemas"
@@ -44,6 +45,12 @@ type Deps struct {
 	Path string
 	// Secret signs refresh POSTs; required when a rule posts.
 	Secret []byte
+	// KV holds the worker's state: the rules done per event, the last
+	// commit run per branch ([ProgressBucket], [LastBucket]).
+	KV jetstream.JetStream
+	// Replicas of the buckets the worker creates (3 on a cluster, as the
+	// streams); 0 means 1.
+	Replicas int
 	// Log receives one line per action.
 	Log zerolog.Logger
 }
@@ -53,6 +60,7 @@ type Worker struct {
 	cfg    Config
 	deps   Deps
 	client *http.Client
+	store  *store
 }
 
 var _ runtime.Handler = (*Worker)(nil)
@@ -71,8 +79,8 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.GogsURL == "" || deps.CacheDir == "" {
-		return nil, fmt.Errorf("%w: gogs url and cache dir are required", ErrConfig)
+	if deps.GogsURL == "" || deps.CacheDir == "" || deps.KV == nil {
+		return nil, fmt.Errorf("%w: gogs url, cache dir and a JetStream for its state are required", ErrConfig)
 	}
 	for _, r := range cfg.Rules {
 		if r.Post != nil && len(deps.Secret) == 0 {
@@ -92,7 +100,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		// signed body elsewhere.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return &Worker{cfg: cfg, deps: deps, client: client}, nil
+	return &Worker{cfg: cfg, deps: deps, client: client, store: &store{js: deps.KV, replicas: max(deps.Replicas, 1)}}, nil
 }
 
 // Subjects are the event subjects the worker consumes for a forge instance.
@@ -161,10 +169,29 @@ func (w *Worker) Handle(ctx context.Context, ev *schemas.Envelope) (runtime.Repo
 	}
 
 	detail := schemas.Detail{"branch": branch, "commit": p.After, "changed_paths": strconv.Itoa(len(changed))}
-	var ran []string
+	done, err := w.store.done(ctx, ev.ID)
+	if err != nil {
+		return runtime.Report{Detail: detail}, err
+	}
+	if older, err := w.olderThanLast(ctx, repo, fullName, branch, p.After); err != nil {
+		return runtime.Report{Detail: detail}, err
+	} else if older != "" {
+		// Said, not refused: a refresh of an older commit may be wanted
+		// (a revert by force push, a replay).
+		detail["older_than_last"] = older
+		w.deps.Log.Info().Str("event_id", ev.ID).Str("repo", fullName).Str("branch", branch).
+			Str("commit", p.After).Str("last_commit", older).Msg("running for a commit older than the last one run")
+	}
+	var ran, before []string
 	for _, r := range rules {
 		matched := r.matchPaths(changed)
 		if len(matched) == 0 {
+			continue
+		}
+		id := r.id()
+		if contains(done, id) {
+			// Succeeded on an earlier try of this event: not again.
+			before = append(before, r.Name)
 			continue
 		}
 		detail["rule"] = r.Name
@@ -179,19 +206,68 @@ func (w *Worker) Handle(ctx context.Context, ev *schemas.Envelope) (runtime.Repo
 		} else {
 			err = w.run(ctx, repo, r.Command, body, detail)
 		}
+		if len(before) > 0 {
+			detail["rules_done_before"] = strings.Join(before, ",")
+		}
 		if err != nil {
 			log.Warn().Str("status", detail["status"]).Bool("permanent", runtime.IsPermanent(err)).Msg("refresh failed")
 			return runtime.Report{Detail: detail}, err
 		}
 		log.Info().Str("status", detail["status"]).Msg("refreshed")
 		ran = append(ran, r.Name)
+		done = append(done, id)
+		if err := w.store.markDone(ctx, ev.ID, done); err != nil {
+			return runtime.Report{Detail: detail}, err
+		}
 	}
-	if len(ran) == 0 {
+	if len(before) > 0 {
+		detail["rules_done_before"] = strings.Join(before, ",")
+	}
+	if len(ran) == 0 && len(before) == 0 {
 		detail["skipped"] = "no watched path changed"
 		return runtime.Report{Detail: detail}, nil
 	}
-	detail["rules"] = strings.Join(ran, ",")
+	if len(ran) > 0 {
+		detail["rules"] = strings.Join(ran, ",")
+		if err := w.recordLast(ctx, repo, fullName, branch, lastRun{Commit: p.After, EventID: ev.ID}); err != nil {
+			return runtime.Report{Detail: detail}, err
+		}
+	}
 	return runtime.Report{Detail: detail}, nil
+}
+
+// olderThanLast returns the commit last run for the branch when commit is
+// a strict ancestor of it, else "".
+func (w *Worker) olderThanLast(ctx context.Context, repo *gitrepo.Repo, fullName, branch, commit string) (string, error) {
+	last, _, err := w.store.lastCommit(ctx, fullName, branch)
+	if err != nil || last == nil || last.Commit == commit || gitrepo.CheckCommit(last.Commit) != nil {
+		return "", err
+	}
+	// A last commit gone from the server (force push) is no one's descendant.
+	if older, err := repo.IsAncestor(ctx, commit, last.Commit); err == nil && older {
+		return last.Commit, nil
+	}
+	return "", nil
+}
+
+// recordLast makes run the branch's last run unless a newer commit is
+// recorded; replicas race through the entry's revision.
+func (w *Worker) recordLast(ctx context.Context, repo *gitrepo.Repo, fullName, branch string, run lastRun) error {
+	for range 5 {
+		last, rev, err := w.store.lastCommit(ctx, fullName, branch)
+		if err != nil {
+			return err
+		}
+		if last != nil && last.Commit != run.Commit && gitrepo.CheckCommit(last.Commit) == nil {
+			if older, err := repo.IsAncestor(ctx, run.Commit, last.Commit); err == nil && older {
+				return nil
+			}
+		}
+		if ok, err := w.store.setLast(ctx, fullName, branch, rev, run); err != nil || ok {
+			return err
+		}
+	}
+	return fmt.Errorf("record last run of %s %s: %w", fullName, branch, ErrContention)
 }
 
 // Sign is the hex HMAC-SHA256 of body under secret, as sent in

@@ -17,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/natstest"
 	"github.com/forgebus/forgebus/workers/gitrepo"
 	"github.com/forgebus/forgebus/workers/gitrepo/gittest"
 	"github.com/forgebus/forgebus/workers/models"
@@ -83,10 +85,17 @@ func pushEvent(t *testing.T, branch, before, after string) *schemas.Envelope {
 		Type: "forge.push", Time: time.Now(), Repo: "acme/ml", Data: b}
 }
 
+// broker starts a JetStream for the worker's state, once per test.
+func broker(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	_, js := natstest.Run(t).Connect(t)
+	return js
+}
+
 func newWorker(t *testing.T, gogsURL string, rules ...models.Rule) *models.Worker {
 	t.Helper()
 	w, err := models.New(models.Config{Rules: rules}, models.Deps{
-		GogsURL: gogsURL, GogsToken: token, CacheDir: t.TempDir(), Secret: []byte(secret), Log: zerolog.Nop(),
+		GogsURL: gogsURL, GogsToken: token, CacheDir: t.TempDir(), Secret: []byte(secret), KV: broker(t), Log: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +267,7 @@ func TestCommandAction(t *testing.T) {
 	cache := t.TempDir()
 	w, err := models.New(models.Config{Rules: []models.Rule{{Repo: "acme/ml", Paths: []string{"models/**"},
 		Command: &models.Command{Argv: []string{"sh", "refresh.sh"}, Timeout: 10 * time.Second}}}},
-		models.Deps{GogsURL: srv.URL, GogsToken: token, CacheDir: cache, Log: zerolog.Nop()})
+		models.Deps{GogsURL: srv.URL, GogsToken: token, CacheDir: cache, KV: broker(t), Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,6 +350,7 @@ func TestPrivateRepoRefusalsArePermanent(t *testing.T) {
 	rc := &receiver{}
 	hook := httptest.NewServer(rc)
 	t.Cleanup(hook.Close)
+	js := broker(t)
 	for _, tt := range []struct {
 		token   string
 		wantErr error
@@ -351,7 +361,7 @@ func TestPrivateRepoRefusalsArePermanent(t *testing.T) {
 		{"tok-stranger", gitrepo.ErrForbidden, "lacks read access"},
 	} {
 		w, err := models.New(models.Config{Rules: []models.Rule{{Repo: "acme/ml", Paths: []string{"models/**"}, Post: &models.Post{URL: hook.URL}}}},
-			models.Deps{GogsURL: srv.URL, GogsToken: tt.token, CacheDir: t.TempDir(), Secret: []byte(secret), Log: zerolog.Nop()})
+			models.Deps{GogsURL: srv.URL, GogsToken: tt.token, CacheDir: t.TempDir(), Secret: []byte(secret), KV: js, Log: zerolog.Nop()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,5 +372,114 @@ func TestPrivateRepoRefusalsArePermanent(t *testing.T) {
 	}
 	if got := rc.take(); len(got) != 0 {
 		t.Errorf("%d refreshes without reading the repository", len(got))
+	}
+}
+
+// TestRetryRunsOnlyRulesNotDone: a command rule and a POST rule; the POST
+// answers 500 twice, then 200. Across the three tries (the third on another
+// replica) the command runs once and the POST three times.
+func TestRetryRunsOnlyRulesNotDone(t *testing.T) {
+	gitRoot := t.TempDir()
+	src := gittest.NewRepo(t, gitRoot, "acme", "ml")
+	srv := gittest.Serve(t, gitRoot, token)
+	runs := filepath.Join(t.TempDir(), "runs")
+	src.Write("refresh.sh", "echo ran >> '"+runs+"'\n")
+	src.Write("models/a.bin", "a")
+	c := src.Commit("model")
+	src.Push("master")
+	rc := &receiver{}
+	var posts atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if posts.Add(1) <= 2 {
+			rc.status.Store(500)
+		} else {
+			rc.status.Store(200)
+		}
+		rc.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hook.Close)
+	js := broker(t)
+	rules := []models.Rule{
+		{Name: "command", Repo: "acme/ml", Paths: []string{"models/**"}, Command: &models.Command{Argv: []string{"sh", "refresh.sh"}, Timeout: 10 * time.Second}},
+		{Name: "post", Repo: "acme/ml", Paths: []string{"models/**"}, Post: &models.Post{URL: hook.URL, Timeout: 5 * time.Second}},
+	}
+	replica := func() *models.Worker {
+		w, err := models.New(models.Config{Rules: rules}, models.Deps{
+			GogsURL: srv.URL, GogsToken: token, CacheDir: t.TempDir(), Secret: []byte(secret), KV: js, Log: zerolog.Nop(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	a, b := replica(), replica()
+	ev := pushEvent(t, "master", zero, c)
+	for i, w := range []*models.Worker{a, a, b} {
+		rep, err := w.Handle(context.Background(), ev)
+		if i < 2 {
+			if err == nil || runtime.IsPermanent(err) {
+				t.Fatalf("try %d: err = %v, want a transient error", i+1, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("try %d: %v", i+1, err)
+		}
+		if rep.Detail["rules"] != "post" || rep.Detail["rules_done_before"] != "command" {
+			t.Errorf("try %d: detail %v, want post run now and command done before", i+1, rep.Detail)
+		}
+	}
+	b2, _ := os.ReadFile(runs)
+	if n := strings.Count(string(b2), "ran"); n != 1 {
+		t.Errorf("command ran %d times, want 1", n)
+	}
+	if n := posts.Load(); n != 3 {
+		t.Errorf("POST sent %d times, want 3", n)
+	}
+}
+
+// TestSaysWhenOlderThanLast: after running for c2, an event for c1 (an
+// ancestor: a late or replayed delivery) still runs, and its result says
+// it is older than the last commit run for the branch.
+func TestSaysWhenOlderThanLast(t *testing.T) {
+	gitRoot := t.TempDir()
+	src := gittest.NewRepo(t, gitRoot, "acme", "ml")
+	srv := gittest.Serve(t, gitRoot, token)
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	t.Cleanup(hook.Close)
+	w := newWorker(t, srv.URL, models.Rule{Repo: "acme/ml", Branch: "**", Paths: []string{"models/**"}, Post: &models.Post{URL: hook.URL}})
+	src.Write("models/a.bin", "1")
+	c1 := src.Commit("one")
+	src.Write("models/a.bin", "2")
+	c2 := src.Commit("two")
+	src.Push("master")
+	src.Git("checkout", "--quiet", "-b", "other", c1)
+	src.Write("models/b.bin", "x")
+	side := src.Commit("side")
+	src.Push("other")
+
+	steps := []struct {
+		name          string
+		branch        string
+		before, after string
+		wantOlderThan string
+	}{
+		{name: "first run", branch: "master", before: zero, after: c2},
+		{name: "late event for an ancestor", branch: "master", before: zero, after: c1, wantOlderThan: c2},
+		{name: "newest again", branch: "master", before: c1, after: c2},
+		{name: "other branch has its own last", branch: "other", before: zero, after: side},
+	}
+	for _, st := range steps {
+		rep, err := w.Handle(context.Background(), pushEvent(t, st.branch, st.before, st.after))
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if rep.Detail["older_than_last"] != st.wantOlderThan {
+			t.Errorf("%s: older_than_last = %q, want %q (%v)", st.name, rep.Detail["older_than_last"], st.wantOlderThan, rep.Detail)
+		}
+		if rep.Detail["rules"] == "" {
+			t.Errorf("%s: did not run: %v", st.name, rep.Detail)
+		}
 	}
 }

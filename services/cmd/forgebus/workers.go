@@ -54,6 +54,8 @@ func newModelsWorker(p *platform.Platform) (runtime.Worker, error) {
 		CacheDir:  filepath.Join(p.Config.DataDir, "cache", models.Name),
 		Path:      p.Config.BuildPath,
 		Secret:    p.Config.ModelsSecret.Bytes(),
+		KV:        p.Broker.JS,
+		Replicas:  p.Config.Streams.Replicas,
 		Log:       p.Log.With().Str("worker", models.Name).Logger(),
 	})
 	if err != nil {
