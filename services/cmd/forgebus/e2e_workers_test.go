@@ -185,9 +185,10 @@ func TestE2EDocsAndModels(t *testing.T) {
 	if !slices.Equal(c.body.Paths, []string{"models/x.json"}) {
 		t.Errorf("refresh call paths = %q, want [models/x.json] (README.md and build.sh are not watched)", c.body.Paths)
 	}
-	if git.Authorized.Load() == 0 || git.Rejected.Load() != 0 {
-		t.Errorf("git server: %d authorized, %d rejected requests; want the token on every request",
-			git.Authorized.Load(), git.Rejected.Load())
+	// The repository is private: git asks anonymously, gets Gogs' 401
+	// challenge and answers it with Basic credentials, once per fetch.
+	if a, r := git.Authorized.Load(), git.Rejected.Load(); a == 0 || r > a {
+		t.Errorf("git server: %d authorized, %d rejected requests; want each challenge answered with the token", a, r)
 	}
 
 	code, out, stderr := dev.cli(t, "audit", "verify")
