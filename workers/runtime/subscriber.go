@@ -85,13 +85,13 @@ func (d *delivery) settle(f func() error) error {
 func (d *delivery) ack() error { return d.settle(d.msg.Ack) }
 
 func (d *delivery) nak(delay time.Duration) error {
-	return d.settle(func() error {
-		if delay <= 0 {
-			return d.msg.Nak()
-		}
-		return d.msg.NakWithDelay(delay)
-	})
+	return d.settle(func() error { return d.msg.NakWithDelay(max(delay, promptNak)) })
 }
+
+// promptNak is the delay of a nak "at once". A nak without a delay only
+// queues the message in the server's memory, so after a server restart it
+// waited out the ack wait; one with a delay stores when it is due.
+const promptNak = time.Millisecond
 
 // inProgress resets the server's ack timer while the job runs.
 func (d *delivery) inProgress() error {
@@ -311,7 +311,7 @@ func (s *subscriber) prefetchLoop(ctx context.Context, it jetstream.MessagesCont
 		case <-stopped:
 			// Pulled after the stop: not ours to start.
 			s.release(1)
-			_ = m.Nak()
+			_ = m.NakWithDelay(promptNak)
 			s.nakBuffered(it)
 			return
 		default:
@@ -327,7 +327,7 @@ func (s *subscriber) nakBuffered(it jetstream.MessagesContext) {
 		if err != nil {
 			return
 		}
-		_ = m.Nak()
+		_ = m.NakWithDelay(promptNak)
 	}
 }
 
