@@ -26,7 +26,8 @@ type Deps struct {
 	KV jetstream.JetStream
 	// API fetches the env files from Gogs.
 	API *gogsapi.Client
-	// Log gets one line per applied target: names and hashes only.
+	// Log gets one line per applied target: names and hashes only. The
+	// program names the worker in it ("worker"), as for every worker.
 	Log zerolog.Logger
 	// Now is the clock for claims; nil means time.Now.
 	Now func() time.Time
@@ -74,7 +75,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	return &Worker{
 		cfg: cfg, js: deps.KV, api: deps.API, now: now,
 		replicas: max(deps.Replicas, 1),
-		log:      deps.Log.With().Str("worker", Name).Logger(),
+		log:      deps.Log, // the program names the worker in it, as for every worker
 		buckets:  map[string]jetstream.KeyValue{},
 	}, nil
 }
