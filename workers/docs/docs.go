@@ -199,7 +199,8 @@ func (w *Worker) handlePush(ctx context.Context, ev *schemas.Envelope) (runtime.
 	fullName := repoName(ev, &p.Repository)
 	rule := w.findRule(fullName, branch, p.Repository.DefaultBranch)
 	if rule == nil {
-		return skipped("no rule matches"), nil
+		logNoRule(w.deps.Log, w.cfg.Rules, ev.ID, fullName, branch)
+		return skipped(noRuleMatches), nil
 	}
 	t, err := w.resolve(ctx, rule, fullName, branch)
 	if err != nil {
@@ -318,7 +319,8 @@ func (w *Worker) handleDelete(ctx context.Context, ev *schemas.Envelope) (runtim
 	fullName := repoName(ev, &p.Repository)
 	rule := w.findRule(fullName, branch, p.Repository.DefaultBranch)
 	if rule == nil {
-		return skipped("no rule matches"), nil
+		logNoRule(w.deps.Log, w.cfg.Rules, ev.ID, fullName, branch)
+		return skipped(noRuleMatches), nil
 	}
 	t, err := w.resolve(ctx, rule, fullName, branch)
 	if err != nil {
@@ -346,6 +348,11 @@ func (w *Worker) handleDelete(ctx context.Context, ev *schemas.Envelope) (runtim
 		return runtime.Report{Detail: detail}, err
 	}
 	detail["removed"] = fmt.Sprint(removed)
+	// The branch is gone: so is its lock file, removed while held (the
+	// tombstone stays, to refuse a late push).
+	if err := gitrepo.RemoveLock(filepath.Join(t.metaDir, t.seg+".lock")); err != nil {
+		w.deps.Log.Warn().Err(err).Str("event_id", ev.ID).Msg("remove lock file")
+	}
 	w.deps.Log.Info().Str("event_id", ev.ID).Str("repo", fullName).Str("branch", branch).
 		Bool("removed", removed).Msg("branch docs removed")
 	return runtime.Report{Detail: detail}, nil

@@ -255,6 +255,10 @@ func TestDeleteBranchRemovesDocs(t *testing.T) {
 	if _, err := os.Lstat(f.branchDir("feature/x")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("branch dir still there: %v", err)
 	}
+	lock := filepath.Join(f.pubRoot, "acme", "site", ".forgebus", docs.BranchSegment("feature/x")+".lock")
+	if _, err := os.Lstat(lock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the deleted branch's lock file is left: %v", err)
+	}
 	// A push delivered late (older than the delete) must not bring it back.
 	rep, err = f.handle(pushEvent(t, "acme/site", "feature/x", strings.Repeat("0", 40), c, t0.Add(500*time.Millisecond)))
 	if err != nil || rep.Outcome != schemas.OutcomeSuperseded {

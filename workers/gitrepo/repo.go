@@ -266,31 +266,51 @@ func (r *Repo) lock(ctx context.Context) (func(), error) {
 
 // Flock takes an exclusive flock(2) on path (created if missing), polling
 // until it is free or ctx ends, and returns its release. Locks from the same
-// process conflict too, so it also serializes goroutines.
+// process conflict too, so it also serializes goroutines. A holder may
+// remove path before it releases (see [RemoveLock]); a waiter then finds its
+// file gone and locks the new one.
 func Flock(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		for {
+			err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+				f.Close()
+				return nil, fmt.Errorf("lock %s: %w", path, err)
+			}
+			select {
+			case <-ctx.Done():
+				f.Close()
+				return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
+			case <-time.After(25 * time.Millisecond):
+			}
+		}
+		held, herr := f.Stat()
+		now, nerr := os.Stat(path)
+		if herr == nil && nerr == nil && os.SameFile(held, now) {
 			return func() {
 				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 				f.Close()
 			}, nil
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
-		case <-time.After(25 * time.Millisecond):
-		}
+		// Locked a file its holder removed: lock the one at path now.
+		f.Close()
 	}
+}
+
+// RemoveLock removes the lock file at path; call it while holding the lock,
+// before the release. Waiters move on to a new file (see [Flock]).
+func RemoveLock(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove lock %s: %w", path, err)
+	}
+	return nil
 }
 
 type exitError struct {

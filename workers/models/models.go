@@ -138,7 +138,8 @@ func (w *Worker) Handle(ctx context.Context, ev *schemas.Envelope) (runtime.Repo
 		}
 	}
 	if len(rules) == 0 {
-		return skipped("no rule matches"), nil
+		logNoRule(w.deps.Log, w.cfg.Rules, ev.ID, fullName, branch)
+		return skipped(noRuleMatches), nil
 	}
 	owner, name, _ := strings.Cut(fullName, "/")
 	checks := []error{gitrepo.CheckName(owner), gitrepo.CheckName(name), gitrepo.CheckBranch(ctx, branch), gitrepo.CheckCommit(p.After)}
