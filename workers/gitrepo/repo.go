@@ -99,12 +99,15 @@ func Open(opts Options) (*Repo, error) {
 		}
 		// The only credential helper: it answers "get" with what the
 		// caller wrote into the pipe on fd 3 (see [Repo.fetch]).
+		// A redirect is not followed: the helper would answer any host.
 		env = append(env,
-			"GIT_CONFIG_COUNT=2",
+			"GIT_CONFIG_COUNT=3",
 			"GIT_CONFIG_KEY_0=credential.helper",
 			"GIT_CONFIG_VALUE_0=",
 			"GIT_CONFIG_KEY_1=credential.helper",
 			`GIT_CONFIG_VALUE_1=!f() { test "$1" = get && cat <&3; }; f`,
+			"GIT_CONFIG_KEY_2=http.followRedirects",
+			"GIT_CONFIG_VALUE_2=false",
 		)
 	}
 	return &Repo{

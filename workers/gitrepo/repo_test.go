@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -258,5 +259,30 @@ func TestCheckNames(t *testing.T) {
 	}
 	if _, err := gitrepo.Open(gitrepo.Options{BaseURL: "ext::sh -c touch% /tmp/pwned", CacheDir: t.TempDir(), Owner: "a", Name: "b"}); !errors.Is(err, gitrepo.ErrBadName) {
 		t.Errorf("Open(ext:: url) = %v, want ErrBadName", err)
+	}
+}
+
+// TestRedirectGetsNoCredentials: a Gogs URL that redirects elsewhere must
+// not carry the token to the other server.
+func TestRedirectGetsNoCredentials(t *testing.T) {
+	root := t.TempDir()
+	src := gittest.NewRepo(t, root, "acme", "site")
+	src.Write("README", "hi")
+	c1 := src.Commit("one")
+	src.Push("master")
+	other := gittest.Serve(t, root, token) // holds the repository, asks for credentials
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.RequestURI(), http.StatusFound)
+	}))
+	t.Cleanup(redirect.Close)
+	r, err := gitrepo.Open(gitrepo.Options{BaseURL: redirect.URL, Token: token, CacheDir: t.TempDir(), Owner: "acme", Name: "site"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Ensure(context.Background(), c1); !errors.Is(err, gitrepo.ErrGit) {
+		t.Errorf("Ensure through a redirect = %v, want a git error", err)
+	}
+	if n := other.Authorized.Load(); n != 0 {
+		t.Errorf("the redirect target received the token on %d requests", n)
 	}
 }
