@@ -125,7 +125,8 @@ func (w *Worker) Handle(ctx context.Context, ev *schemas.Envelope) (runtime.Repo
 		}
 	}
 	if len(matched) == 0 {
-		return runtime.Report{Detail: schemas.Detail{"skipped": "no rule matches"}}, nil
+		logNoRule(w.log, w.cfg.Rules, ev.ID, full, branch)
+		return runtime.Report{Detail: schemas.Detail{"skipped": noRuleMatches}}, nil
 	}
 
 	detail := schemas.Detail{}
