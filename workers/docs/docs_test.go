@@ -389,7 +389,7 @@ func TestPrivateRepoRefusalsArePermanent(t *testing.T) {
 		wantErr error
 		wantMsg string
 	}{
-		{name: "no token", token: "", wantErr: gitrepo.ErrUnauthorized, wantMsg: "no Gogs token is set: set FORGEBUS_GOGS_TOKEN"},
+		{name: "no token", token: "", wantErr: gitrepo.ErrUnauthorized, wantMsg: "(401): the repository is private and no Gogs token is set: set FORGEBUS_GOGS_TOKEN"},
 		{name: "wrong token", token: "wrong", wantErr: gitrepo.ErrUnauthorized, wantMsg: "Gogs refused the token: set FORGEBUS_GOGS_TOKEN"},
 		{name: "user without access", token: "tok-stranger", wantErr: gitrepo.ErrForbidden, wantMsg: "lacks read access"},
 	}

@@ -324,10 +324,14 @@ type exitError struct {
 }
 
 func (e *exitError) Error() string {
-	if e.msg == "" {
-		return fmt.Sprintf("git %s: exit %d", e.op, e.code)
+	s := fmt.Sprintf("git %s: exit %d", e.op, e.code)
+	if e.msg != "" {
+		s += ": " + e.msg
 	}
-	return fmt.Sprintf("git %s: exit %d: %s", e.op, e.code, e.msg)
+	if e.auth != nil {
+		s += ": " + e.auth.Error()
+	}
+	return s
 }
 
 func (e *exitError) Unwrap() []error {
