@@ -198,10 +198,12 @@ func (e *env) secretText(name string) (string, bool) {
 		}
 		return "", false
 	case file != "":
-		data, err := readBounded(file)
+		data, err := readSecretFile(name+"_FILE", file)
 		if err != nil {
 			// The path is not secret; the content never reaches the error.
-			e.fail(name+"_FILE", err)
+			if e.err == nil {
+				e.err = err
+			}
 			return "", false
 		}
 		return string(data), true
