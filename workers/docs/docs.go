@@ -276,8 +276,9 @@ func (w *Worker) handlePush(ctx context.Context, ev *schemas.Envelope) (runtime.
 	res, err := command.Run(ctx, command.Spec{
 		Argv:    rule.Command,
 		Dir:     checkout,
-		Env:     w.buildEnv(fullName, commit, branch),
-		Timeout: rule.Timeout,
+		Env:       w.buildEnv(fullName, commit, branch),
+		Timeout:   rule.Timeout,
+		Isolation: rule.Isolation,
 	})
 	detail["output_tail"] = res.Tail
 	detail["exit_code"] = fmt.Sprint(res.ExitCode)

@@ -267,8 +267,9 @@ func (w *Worker) run(ctx context.Context, repo *gitrepo.Repo, c *Command, body P
 	_ = os.MkdirAll(home, 0o750)
 	res, err := command.Run(ctx, command.Spec{
 		Argv:    c.Argv,
-		Dir:     checkout,
-		Timeout: c.Timeout,
+		Dir:       checkout,
+		Timeout:   c.Timeout,
+		Isolation: c.Isolation,
 		Env: []string{
 			"PATH=" + w.deps.Path,
 			"HOME=" + home,
