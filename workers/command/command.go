@@ -96,7 +96,11 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	cmd.Stderr = pw
 	cmd.Cancel = func() error { return killGroup(cmd) }
 	start := time.Now()
-	started, err := startUnprivileged(cmd, spec.Isolation.Sandbox == SandboxBwrap)
+	started, err := startUnprivileged(cmd, startOptions{
+		keepCaps: spec.Isolation.Sandbox == SandboxBwrap,
+		hide:     hidden(spec.Isolation),
+		keep:     []string{spec.Dir, envValue(cmd.Env, "HOME")},
+	})
 	if err != nil {
 		pw.Close()
 		return Result{ExitCode: -1}, fmt.Errorf("%w: start %s: %w", ErrExit, spec.Argv[0], err)

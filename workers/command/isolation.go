@@ -211,3 +211,23 @@ func setEnv(env []string, key, value string) []string {
 	}
 	return append(out, key+"="+value)
 }
+
+// hidden are the protected paths to mask outside bwrap, which masks them
+// itself.
+func hidden(iso Isolation) []string {
+	if iso.Sandbox == SandboxBwrap {
+		return nil
+	}
+	return protectedFiles()
+}
+
+// envValue is key's value in env.
+func envValue(env []string, key string) string {
+	v := ""
+	for _, kv := range env {
+		if rest, ok := strings.CutPrefix(kv, key+"="); ok {
+			v = rest
+		}
+	}
+	return v
+}

@@ -238,3 +238,60 @@ func TestIsolationValidate(t *testing.T) {
 		})
 	}
 }
+
+// Protected files, and a protected data folder that holds the checkout, are
+// out of a root forgebus's command's reach; the checkout still works.
+func TestRunMasksProtectedPaths(t *testing.T) {
+	requireRoot(t)
+	data := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(secret, []byte("token-value-42"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(data, "nats", "store.blk")
+	if err := os.MkdirAll(filepath.Dir(store), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(store, []byte("synced-env-value"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(data, "cache", "builds", "b1", "src")
+	home := filepath.Join(data, "cache", "home")
+	for _, d := range []string{dir, home} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	Protect(nil, []string{secret, data})
+	t.Cleanup(func() { Protect(nil, nil) })
+	for _, iso := range []Isolation{{}, {RunAs: "65534:65534"}} {
+		t.Run("run_as="+iso.RunAs, func(t *testing.T) {
+			res, err := Run(context.Background(), Spec{
+				Argv: []string{"sh", "-c", `cat ` + secret + ` ` + store + `; echo "listing: $(ls -A ` + data + ` | tr '\n' ' ')"; echo built > site.txt && echo wrote-checkout; touch "$HOME/h" && echo wrote-home`},
+				Dir:  dir, Env: []string{"PATH=/usr/bin:/bin", "HOME=" + home}, TailLines: 50, Isolation: iso,
+			})
+			if err != nil {
+				t.Fatalf("%v: %s", err, res.Tail)
+			}
+			if !strings.Contains(res.Tail, "listing: cache \n") {
+				t.Errorf("the data folder shows more than the kept checkout:\n%s", res.Tail)
+			}
+			for _, leak := range []string{"token-value-42", "synced-env-value"} {
+				if strings.Contains(res.Tail, leak) {
+					t.Errorf("command read %q:\n%s", leak, res.Tail)
+				}
+			}
+			for _, want := range []string{"wrote-checkout", "wrote-home"} {
+				if !strings.Contains(res.Tail, want) {
+					t.Errorf("output lacks %q:\n%s", want, res.Tail)
+				}
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "site.txt")); err != nil || string(b) != "built\n" {
+				t.Errorf("checkout write = %q, %v; want it on the host", b, err)
+			}
+			if b, err := os.ReadFile(secret); err != nil || string(b) != "token-value-42" {
+				t.Errorf("the protected file changed on the host: %q, %v", b, err)
+			}
+		})
+	}
+}
