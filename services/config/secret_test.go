@@ -47,3 +47,20 @@ func TestSecretFileMode(t *testing.T) {
 		}
 	}
 }
+
+func TestSecretValuesAndFiles(t *testing.T) {
+	tokenFile := writeFile(t, "token", "tok-from-file\n")
+	c, err := Load(envOf(map[string]string{
+		"FORGEBUS_GOGS_SECRETS": "s1,s2", "FORGEBUS_GOGS_TOKEN_FILE": tokenFile,
+		"FORGEBUS_MODELS_SECRET": "m", "FORGEBUS_NATS_PASSWORD": "p",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.SecretValues(), ","); got != "s1,s2,tok-from-file,m,p" {
+		t.Errorf("SecretValues = %q", got)
+	}
+	if len(c.SecretFiles) != 1 || c.SecretFiles[0] != tokenFile {
+		t.Errorf("SecretFiles = %q, want [%s]", c.SecretFiles, tokenFile)
+	}
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/forgebus/forgebus/services/platform"
 	"github.com/forgebus/forgebus/workers/audit"
+	"github.com/forgebus/forgebus/workers/command"
 	"github.com/forgebus/forgebus/workers/docs"
 	"github.com/forgebus/forgebus/workers/envsync"
 	"github.com/forgebus/forgebus/workers/gogsapi"
@@ -29,6 +30,7 @@ func newDocsWorker(p *platform.Platform) (runtime.Worker, error) {
 	if err != nil {
 		return runtime.Worker{}, usage(fmt.Errorf("config workers.%s: %w", docs.Name, err))
 	}
+	protectSecrets(p)
 	w, err := docs.New(cfg, docs.Deps{
 		GogsURL:   p.Config.Gogs.URL,
 		GogsToken: p.Config.Gogs.Token.Reveal(),
@@ -48,6 +50,7 @@ func newModelsWorker(p *platform.Platform) (runtime.Worker, error) {
 	if err != nil {
 		return runtime.Worker{}, usage(fmt.Errorf("config workers.%s: %w", models.Name, err))
 	}
+	protectSecrets(p)
 	w, err := models.New(cfg, models.Deps{
 		GogsURL:   p.Config.Gogs.URL,
 		GogsToken: p.Config.Gogs.Token.Reveal(),
@@ -85,6 +88,13 @@ func newEnvsyncWorker(p *platform.Platform) (runtime.Worker, error) {
 		return runtime.Worker{}, usage(err)
 	}
 	return runtime.Worker{Name: envsync.Name, Subjects: w.Subjects(p.Config.Instance), Handler: w}, nil
+}
+
+// protectSecrets tells the command runner what builds must not see: every
+// secret value (redacted from output tails), the secret files and the data
+// folder (masked; a build's checkout inside it is bound back).
+func protectSecrets(p *platform.Platform) {
+	command.Protect(p.Config.SecretValues(), append(append([]string{}, p.Config.SecretFiles...), p.Config.DataDir))
 }
 
 // workerRunner builds the named worker on p and returns it as a runner.
