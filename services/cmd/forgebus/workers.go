@@ -9,6 +9,7 @@ import (
 	"github.com/forgebus/forgebus/workers/command"
 	"github.com/forgebus/forgebus/workers/docs"
 	"github.com/forgebus/forgebus/workers/envsync"
+	"github.com/forgebus/forgebus/workers/gitrepo"
 	"github.com/forgebus/forgebus/workers/gogsapi"
 	"github.com/forgebus/forgebus/workers/models"
 	"github.com/forgebus/forgebus/workers/runtime"
@@ -83,6 +84,10 @@ func newEnvsyncWorker(p *platform.Platform) (runtime.Worker, error) {
 		API:      api,
 		Log:      p.Log.With().Str("worker", envsync.Name).Logger(),
 		Replicas: p.Config.Streams.Replicas,
+		History: envsync.GitHistory{Options: gitrepo.Options{
+			BaseURL: p.Config.Gogs.URL, Token: p.Config.Gogs.Token.Reveal(),
+			CacheDir: filepath.Join(p.Config.DataDir, "cache", envsync.Name), Path: p.Config.BuildPath,
+		}},
 	})
 	if err != nil {
 		return runtime.Worker{}, usage(err)
