@@ -216,3 +216,45 @@ func TestForgebusEnvironUnreadable(t *testing.T) {
 		t.Fatalf("a process of forgebus's user read its environ (err %v): %.200q", err, got)
 	}
 }
+
+// What cannot be honoured is refused at start, in one clear line.
+func TestStartRefusesUnsafeBuildSettings(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	openFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(openFile, []byte("tok"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(openFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bwrapRule := writeTemp(t, "workers:\n  docs:\n    rules:\n      - {repo: \"a/*\", command: [make], output: o, root: /srv/docs, sandbox: bwrap}\n")
+	tests := []struct {
+		name    string
+		env     []string
+		wantErr []string
+	}{
+		{name: "bwrap asked for, not installed", env: []string{"FORGEBUS_CONFIG=" + bwrapRule, "FORGEBUS_GOGS_URL=http://127.0.0.1:1", "PATH=" + t.TempDir()},
+			wantErr: []string{"rule 0", "bwrap is not installed"}},
+		{name: "secret file readable by others", env: []string{"FORGEBUS_GOGS_TOKEN_FILE=" + openFile},
+			wantErr: []string{"FORGEBUS_GOGS_TOKEN_FILE", openFile, "0644"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := append([]string{"FORGEBUS_GOGS_SECRETS=s", "FORGEBUS_HTTP_ADDR=" + freeAddr(t),
+				"FORGEBUS_NATS_LISTEN=" + freeAddr(t), "FORGEBUS_DATA_DIR=" + t.TempDir()}, tc.env...)
+			p := start(t, env, "dev")
+			code := p.wait(t, 30*time.Second)
+			stderr := p.stderr.String()
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d", code, exitUsage)
+			}
+			for _, want := range tc.wantErr {
+				if !strings.Contains(stderr, want) {
+					t.Errorf("stderr %q does not mention %q", stderr, want)
+				}
+			}
+		})
+	}
+}
