@@ -274,8 +274,8 @@ func (w *Worker) handlePush(ctx context.Context, ev *schemas.Envelope) (runtime.
 		return runtime.Report{Detail: detail}, classifyGit(err)
 	}
 	res, err := command.Run(ctx, command.Spec{
-		Argv:    rule.Command,
-		Dir:     checkout,
+		Argv:      rule.Command,
+		Dir:       checkout,
 		Env:       w.buildEnv(fullName, commit, branch),
 		Timeout:   rule.Timeout,
 		Isolation: rule.Isolation,

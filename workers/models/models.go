@@ -266,7 +266,7 @@ func (w *Worker) run(ctx context.Context, repo *gitrepo.Repo, c *Command, body P
 	home := filepath.Join(w.deps.CacheDir, "home")
 	_ = os.MkdirAll(home, 0o750)
 	res, err := command.Run(ctx, command.Spec{
-		Argv:    c.Argv,
+		Argv:      c.Argv,
 		Dir:       checkout,
 		Timeout:   c.Timeout,
 		Isolation: c.Isolation,
