@@ -295,3 +295,27 @@ func TestRunMasksProtectedPaths(t *testing.T) {
 		})
 	}
 }
+
+func TestMaskCheck(t *testing.T) {
+	err := MaskCheck()
+	if os.Geteuid() != 0 {
+		if err == nil {
+			t.Fatal("MaskCheck = nil for a non-root process")
+		}
+		return
+	}
+	status, _ := os.ReadFile("/proc/self/status")
+	var eff uint64
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:\t"); ok {
+			fmt.Sscanf(v, "%x", &eff)
+		}
+	}
+	hasSysAdmin := eff&(1<<unix.CAP_SYS_ADMIN) != 0
+	switch {
+	case hasSysAdmin && err != nil:
+		t.Fatalf("MaskCheck = %v for root with CAP_SYS_ADMIN", err)
+	case !hasSysAdmin && (err == nil || !strings.Contains(err.Error(), "CAP_SYS_ADMIN")):
+		t.Fatalf("MaskCheck = %v for root without CAP_SYS_ADMIN, want it to name the capability", err)
+	}
+}

@@ -56,7 +56,9 @@ func startOnThisThread(cmd *exec.Cmd, opts startOptions) error {
 		return fmt.Errorf("set no_new_privs: %w", err)
 	}
 	if os.Geteuid() == 0 && len(opts.hide) > 0 {
-		if err := mask(opts.hide, opts.keep); err != nil {
+		// Without CAP_SYS_ADMIN (a container) no mount namespace can be had:
+		// the command runs unmasked, as MaskCheck warned at start.
+		if err := mask(opts.hide, opts.keep); err != nil && !errors.Is(err, unix.EPERM) {
 			return err
 		}
 	}
@@ -142,4 +144,23 @@ func under(p string, dirs []string) bool {
 		}
 	}
 	return false
+}
+
+// MaskCheck reports why protected files and folders cannot be masked from
+// commands outside the bwrap sandbox, or nil when they can: it needs a root
+// forgebus with CAP_SYS_ADMIN. A program warns at start when it fails.
+func MaskCheck() error {
+	if os.Geteuid() != 0 {
+		return errors.New("forgebus does not run as root: commands outside the bwrap sandbox can read what its user can")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread() // no Unlock: the thread, in its own namespace now, ends with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
+			errc <- fmt.Errorf("no mount namespace for commands (CAP_SYS_ADMIN needed): %w", err)
+			return
+		}
+		errc <- nil
+	}()
+	return <-errc
 }

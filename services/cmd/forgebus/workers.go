@@ -100,6 +100,9 @@ func newEnvsyncWorker(p *platform.Platform) (runtime.Worker, error) {
 // folder (masked; a build's checkout inside it is bound back).
 func protectSecrets(p *platform.Platform) {
 	command.Protect(p.Config.SecretValues(), append(append([]string{}, p.Config.SecretFiles...), p.Config.DataDir))
+	if err := command.MaskCheck(); err != nil {
+		p.Log.Warn().Err(err).Msg("builds not in sandbox: bwrap can read the secret files and the data folder by path; see docs/build-sandbox.md")
+	}
 }
 
 // workerRunner builds the named worker on p and returns it as a runner.
