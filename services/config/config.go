@@ -58,6 +58,9 @@ type Config struct {
 	// ModelsSecret is the models worker's secret (FORGEBUS_MODELS_SECRET[_FILE]).
 	ModelsSecret Secret `yaml:"-"`
 
+	// SecretFiles are the *_FILE secret files read; see [Config.SecretValues].
+	SecretFiles []string `yaml:"-" json:"-"`
+
 	// BuildPath is the PATH the docs and models workers run git and build
 	// commands with: FORGEBUS_BUILD_PATH, else this process's PATH.
 	BuildPath string `yaml:"-"`

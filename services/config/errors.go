@@ -9,6 +9,9 @@ var (
 	ErrSecretInFile = errors.New("secrets come from the environment, not the config file")
 	// ErrConflict is returned when a value and its *_FILE twin are both set.
 	ErrConflict = errors.New("conflicting settings")
+	// ErrSecretFileMode is returned when a *_FILE secret file can be read
+	// by its group or by others.
+	ErrSecretFileMode = errors.New("secret file readable by group or others")
 	// ErrNoSecret is returned by [Config.Validate] when no Gogs secret is set
 	// and unsigned deliveries are not allowed.
 	ErrNoSecret = errors.New("no Gogs webhook secret: set FORGEBUS_GOGS_SECRETS or FORGEBUS_GOGS_SECRETS_FILE (or FORGEBUS_ALLOW_UNSIGNED=true to accept unsigned deliveries)")

@@ -112,8 +112,9 @@ func readBounded(path string) ([]byte, error) {
 
 // env reads variables and remembers the first error.
 type env struct {
-	get func(string) string
-	err error
+	get   func(string) string
+	err   error
+	files []string // secret files read
 }
 
 func (e *env) fail(name string, err error) {
@@ -198,12 +199,15 @@ func (e *env) secretText(name string) (string, bool) {
 		}
 		return "", false
 	case file != "":
-		data, err := readBounded(file)
+		data, err := readSecretFile(name+"_FILE", file)
 		if err != nil {
 			// The path is not secret; the content never reaches the error.
-			e.fail(name+"_FILE", err)
+			if e.err == nil {
+				e.err = err
+			}
 			return "", false
 		}
+		e.files = append(e.files, file)
 		return string(data), true
 	case v != "":
 		return v, true
@@ -268,5 +272,6 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.str("FORGEBUS_SPOOL_DIR", &c.Spool.Dir)
 	e.size("FORGEBUS_SPOOL_MAX_BYTES", &c.Spool.MaxBytes)
 	e.integer("FORGEBUS_SPOOL_MAX_ENTRIES", &c.Spool.MaxEntries)
+	c.SecretFiles = e.files
 	return e.err
 }

@@ -2,6 +2,9 @@ package config
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"os"
 	"strings"
 )
 
@@ -56,6 +59,49 @@ func splitSecrets(s string, sep func(rune) bool) []Secret {
 	for _, f := range strings.FieldsFunc(s, sep) {
 		if f = strings.TrimSpace(f); f != "" {
 			out = append(out, NewSecret(f))
+		}
+	}
+	return out
+}
+
+// readSecretFile reads a *_FILE secret file (named by variable), refusing one
+// its group or others can read: such a file leaks the secret to every local
+// user, and to builds run as another user.
+func readSecretFile(variable, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, variable, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: stat %s: %w", ErrInvalid, variable, path, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o044 != 0 {
+		return nil, fmt.Errorf("%w: %w: %s: %s has mode %04o; make it readable by its owner only (chmod 600)", ErrInvalid, ErrSecretFileMode, variable, path, perm)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: read %s: %w", ErrInvalid, variable, path, err)
+	}
+	if len(data) > maxFileBytes {
+		return nil, fmt.Errorf("%w: %s: %s is larger than %d bytes", ErrInvalid, variable, path, maxFileBytes)
+	}
+	return data, nil
+}
+
+// SecretVariables are the environment variables that hold secret values;
+// a program drops them from its environment once the configuration is
+// loaded.
+var SecretVariables = []string{"FORGEBUS_GOGS_SECRETS", "FORGEBUS_GOGS_TOKEN", "FORGEBUS_MODELS_SECRET", "FORGEBUS_NATS_PASSWORD"}
+
+// SecretValues are every secret value of c: the webhook secrets, the Gogs
+// token, the models secret and the NATS password.
+func (c Config) SecretValues() []string {
+	var out []string
+	for _, s := range append(append([]Secret{}, c.Gogs.Secrets...), c.Gogs.Token, c.ModelsSecret, c.NATS.Password) {
+		if !s.IsZero() {
+			out = append(out, s.Reveal())
 		}
 	}
 	return out

@@ -37,13 +37,17 @@ type Spec struct {
 	// TailLines is how many trailing output lines to keep; zero means
 	// [DefaultTailLines].
 	TailLines int
+	// Isolation is the user and sandbox the command runs with; the zero
+	// value is the default mode.
+	Isolation Isolation
 }
 
 // Result is what a finished command left behind.
 type Result struct {
 	// ExitCode is the exit status, or -1 when killed by a signal.
 	ExitCode int
-	// Tail holds the last lines of stdout and stderr interleaved, bounded.
+	// Tail holds the last lines of stdout and stderr interleaved, bounded,
+	// with every value given to [Protect] replaced by "[redacted]".
 	Tail string
 	// Duration is how long it ran.
 	Duration time.Duration
@@ -74,13 +78,12 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	if err != nil {
 		return Result{ExitCode: -1}, fmt.Errorf("%w: %s: %w", ErrExit, spec.Argv[0], err)
 	}
-	cmd := exec.CommandContext(rctx, path, spec.Argv[1:]...)
-	cmd.Args[0] = spec.Argv[0]
-	cmd.Dir = spec.Dir
-	cmd.Env = append([]string{}, spec.Env...)
-	if cmd.Env == nil {
-		cmd.Env = []string{}
+	cmd, cleanup, err := isolate(rctx, spec, path)
+	if err != nil {
+		return Result{ExitCode: -1}, fmt.Errorf("%w: start %s: %w", ErrExit, spec.Argv[0], err)
 	}
+	defer cleanup()
+
 	tail := &tailWriter{max: maxTailBytes}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -91,11 +94,14 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	// holding the pipe cannot keep us waiting past the command's exit.
 	cmd.Stdout = pw
 	cmd.Stderr = pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return killGroup(cmd) }
-
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	started, err := startUnprivileged(cmd, startOptions{
+		keepCaps: spec.Isolation.Sandbox == SandboxBwrap,
+		hide:     hidden(spec.Isolation),
+		keep:     []string{spec.Dir, envValue(cmd.Env, "HOME")},
+	})
+	if err != nil {
 		pw.Close()
 		return Result{ExitCode: -1}, fmt.Errorf("%w: start %s: %w", ErrExit, spec.Argv[0], err)
 	}
@@ -106,6 +112,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		_, _ = io.Copy(tail, pr)
 	}()
 	werr := cmd.Wait()
+	started()
 	_ = killGroup(cmd) // leftovers (background children) die with the command
 	select {
 	case <-copied:
@@ -116,7 +123,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	res := Result{
 		ExitCode: cmd.ProcessState.ExitCode(),
-		Tail:     lastLines(tail.String(), lines),
+		Tail:     tail.lines(lines),
 		Duration: time.Since(start),
 	}
 	switch {
@@ -170,6 +177,7 @@ type tailWriter struct {
 	mu  sync.Mutex
 	max int
 	buf []byte
+	cut bool // bytes were dropped from the front
 }
 
 func (w *tailWriter) Write(p []byte) (int, error) {
@@ -177,21 +185,34 @@ func (w *tailWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	n := len(p)
 	if len(p) >= w.max {
+		w.cut = w.cut || len(p) > w.max || len(w.buf) > 0
 		p = p[len(p)-w.max:]
 		w.buf = append(w.buf[:0], p...)
 		return n, nil
 	}
 	if over := len(w.buf) + len(p) - w.max; over > 0 {
+		w.cut = true
 		w.buf = append(w.buf[:0], w.buf[over:]...)
 	}
 	w.buf = append(w.buf, p...)
 	return n, nil
 }
 
-func (w *tailWriter) String() string {
+// lines returns the last n lines kept, protected values redacted. When
+// bytes were dropped, the first, partial line goes too: it could hold the
+// end of a protected value whose start was cut off.
+func (w *tailWriter) lines(n int) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return strings.ToValidUTF8(string(w.buf), "\uFFFD")
+	s := redact(string(w.buf))
+	if w.cut {
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			s = s[i+1:]
+		} else {
+			s = ""
+		}
+	}
+	return strings.ToValidUTF8(lastLines(s, n), "\uFFFD")
 }
 
 // lastLines returns the last n lines of s.

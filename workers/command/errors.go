@@ -12,4 +12,7 @@ var (
 	// ErrExit is returned (wrapped) when the command exited non-zero or was
 	// killed by a signal.
 	ErrExit = errors.New("command failed")
+	// ErrIsolation is returned (wrapped) when a command's user or sandbox
+	// settings are wrong or cannot be met on this machine.
+	ErrIsolation = errors.New("command isolation")
 )

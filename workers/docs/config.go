@@ -8,6 +8,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/forgebus/forgebus/workers/command"
 	"github.com/forgebus/forgebus/workers/runtime"
 )
 
@@ -48,6 +49,8 @@ type Rule struct {
 	// Keep is how many releases per branch stay on disk; default
 	// [DefaultKeep].
 	Keep int `yaml:"keep"`
+	// Isolation is the build's user and sandbox (run_as, sandbox, network).
+	command.Isolation `yaml:",inline"`
 }
 
 // DecodeConfig decodes the worker's YAML document. Only "rules:" is read;
@@ -88,6 +91,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: rule %d: root must be an absolute path", ErrConfig, i)
 		case r.Timeout < 0 || r.Keep < 0:
 			return fmt.Errorf("%w: rule %d: timeout and keep must not be negative", ErrConfig, i)
+		}
+		if err := r.Isolation.Validate(); err != nil {
+			return fmt.Errorf("%w: rule %d: %w", ErrConfig, i, err)
 		}
 		r.Root = filepath.Clean(r.Root)
 		r.Output = filepath.Clean(r.Output)

@@ -275,10 +275,11 @@ func (w *Worker) handlePush(ctx context.Context, ev *schemas.Envelope) (runtime.
 		return runtime.Report{Detail: detail}, classifyGit(err, w.deps.GogsToken != "")
 	}
 	res, err := command.Run(ctx, command.Spec{
-		Argv:    rule.Command,
-		Dir:     checkout,
-		Env:     w.buildEnv(fullName, commit, branch),
-		Timeout: rule.Timeout,
+		Argv:      rule.Command,
+		Dir:       checkout,
+		Env:       w.buildEnv(fullName, commit, branch),
+		Timeout:   rule.Timeout,
+		Isolation: rule.Isolation,
 	})
 	detail["output_tail"] = res.Tail
 	detail["exit_code"] = fmt.Sprint(res.ExitCode)

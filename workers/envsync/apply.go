@@ -52,7 +52,7 @@ type applyResult struct {
 
 const maxClaimTries = 8
 
-func (w *Worker) apply(ctx context.Context, ev *schemas.Envelope, commit, owner, repo string, r Rule) (applyResult, error) {
+func (w *Worker) apply(ctx context.Context, ev *schemas.Envelope, before, commit, owner, repo string, r Rule) (applyResult, error) {
 	kv, err := w.bucket(ctx, r.bucket())
 	if err != nil {
 		return applyResult{}, err
@@ -71,14 +71,35 @@ func (w *Worker) apply(ctx context.Context, ev *schemas.Envelope, commit, owner,
 		log.Info().Str("newer_event_id", m.EventID).Msg("superseded by a newer push")
 		return applyResult{superseded: true, detail: d}, nil
 	}
+	// checked is the applied commit the history check last passed against.
+	checked := ""
+	history := func(m *meta) (applyResult, bool, error) {
+		if m == nil || m.EventID == ev.ID || m.Commit == checked {
+			return applyResult{}, false, nil
+		}
+		reason, err := w.refusal(ctx, owner, repo, m.Commit, before, commit)
+		if err != nil || reason == "" {
+			checked = m.Commit
+			return applyResult{}, false, err
+		}
+		d := clone(base)
+		d["applied_event_id"] = m.EventID
+		d["applied_commit"] = m.Commit
+		d["reason"] = reason
+		log.Info().Str("applied_commit", m.Commit).Str("reason", reason).Msg("superseded by the applied commit's history")
+		return applyResult{superseded: true, detail: d}, true, nil
+	}
 
-	// Cheap check first: no fetch for an event that is already too old.
+	// Cheap checks first: no fetch for an event that is already too old.
 	m, _, err := w.getMeta(ctx, kv, metaKey)
 	if err != nil {
 		return applyResult{}, err
 	}
 	if m != nil && m.EventID != ev.ID && m.newerThan(evTime, ev.ID) {
 		return superseded(m)
+	}
+	if res, refused, err := history(m); err != nil || refused {
+		return res, err
 	}
 
 	body, err := w.api.RawFile(ctx, owner, repo, commit, r.File)
@@ -115,12 +136,16 @@ func (w *Worker) apply(ctx context.Context, ev *schemas.Envelope, commit, owner,
 			return applyResult{detail: d}, nil
 		case m.EventID != ev.ID && m.newerThan(evTime, ev.ID):
 			return superseded(m)
-		case fresh && m.EventID != ev.ID:
+		}
+		if fresh && m.EventID != ev.ID {
 			// An older event is being applied right now. The same event's own
 			// claim is retaken at once: a retry after a failure must not wait
 			// for its own claim, and two replicas applying the same event
 			// write the same values (per-key CAS sorts out the races).
 			return applyResult{}, fmt.Errorf("%s: %w (event %s)", target, ErrBusy, m.EventID)
+		}
+		if res, refused, err := history(m); err != nil || refused {
+			return res, err
 		}
 
 		// Claim the target.

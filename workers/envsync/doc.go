@@ -30,8 +30,14 @@
 // the applied event's time (the envelope's Time, ns precision, the ordering
 // key across the system), event id, commit, state and the applied key names
 // with value hashes. It is only ever changed with KV revision CAS. An event
-// older than the recorded one is skipped as [schemas.OutcomeSuperseded]; an
-// event whose apply is in progress elsewhere (a fresh claim) makes this one
+// older than the recorded one is skipped as [schemas.OutcomeSuperseded].
+// So is a replayed old push (a new event to ingest, with a new delivery id):
+// a commit that is an ancestor of the recorded one, or that does not descend
+// from it unless its push started from it (a force push) or created the
+// branch. The history comes from a bare git cache of the repository
+// ([GitHistory]), as in the docs worker; when the recorded commit is gone
+// from the repository, time alone decides. An event whose apply is in
+// progress elsewhere (a fresh claim) makes this one
 // retry later. Every key write is CAS on the key's revision too, so even a
 // stalled replica whose claim expired cannot overwrite a newer value.
 //

@@ -34,6 +34,10 @@ type Deps struct {
 	// Replicas of the buckets the worker creates (3 on a cluster, as the
 	// streams); 0 means 1.
 	Replicas int
+	// History refuses a commit that does not descend from the applied one
+	// (a replayed old push); the program always sets it ([GitHistory]),
+	// nil leaves ordering to event time alone.
+	History History
 }
 
 // Worker is the envsync worker: a [runtime.Handler].
@@ -45,6 +49,7 @@ type Worker struct {
 	now func() time.Time
 	// replicas of a bucket the worker creates.
 	replicas int
+	history  History
 
 	mu      sync.Mutex
 	buckets map[string]jetstream.KeyValue
@@ -75,6 +80,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	return &Worker{
 		cfg: cfg, js: deps.KV, api: deps.API, now: now,
 		replicas: max(deps.Replicas, 1),
+		history:  deps.History,
 		log:      deps.Log, // the program names the worker in it, as for every worker
 		buckets:  map[string]jetstream.KeyValue{},
 	}, nil
@@ -133,7 +139,7 @@ func (w *Worker) Handle(ctx context.Context, ev *schemas.Envelope) (runtime.Repo
 	var errs []error
 	superseded := 0
 	for _, r := range matched {
-		res, err := w.apply(ctx, ev, p.After, owner, repo, r)
+		res, err := w.apply(ctx, ev, p.Before, p.After, owner, repo, r)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rule %s: %w", r.name(), err))
 			continue

@@ -8,6 +8,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/forgebus/forgebus/workers/command"
 	"github.com/forgebus/forgebus/workers/runtime"
 )
 
@@ -56,6 +57,9 @@ type Command struct {
 	// Timeout kills the command's process group; default
 	// [DefaultCommandTimeout].
 	Timeout time.Duration `yaml:"timeout"`
+	// Isolation is the command's user and sandbox (run_as, sandbox,
+	// network).
+	command.Isolation `yaml:",inline"`
 }
 
 // DecodeConfig decodes the worker's YAML document. Only "rules:" is read;
@@ -121,6 +125,9 @@ func (c *Config) Validate() error {
 			}
 			if r.Command.Timeout == 0 {
 				r.Command.Timeout = DefaultCommandTimeout
+			}
+			if err := r.Command.Isolation.Validate(); err != nil {
+				return fmt.Errorf("%w: rule %d: %w", ErrConfig, i, err)
 			}
 		}
 	}

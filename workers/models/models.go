@@ -343,9 +343,10 @@ func (w *Worker) run(ctx context.Context, repo *gitrepo.Repo, c *Command, body P
 	home := filepath.Join(w.deps.CacheDir, "home")
 	_ = os.MkdirAll(home, 0o750)
 	res, err := command.Run(ctx, command.Spec{
-		Argv:    c.Argv,
-		Dir:     checkout,
-		Timeout: c.Timeout,
+		Argv:      c.Argv,
+		Dir:       checkout,
+		Timeout:   c.Timeout,
+		Isolation: c.Isolation,
 		Env: []string{
 			"PATH=" + w.deps.Path,
 			"HOME=" + home,

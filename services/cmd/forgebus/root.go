@@ -151,6 +151,7 @@ func loadConfig(cmd *cobra.Command) (config.Config, error) {
 	if err != nil {
 		return config.Config{}, usage(err)
 	}
+	dropSecretEnv()
 	return cfg, nil
 }
 

@@ -6,8 +6,10 @@ import (
 
 	"github.com/forgebus/forgebus/services/platform"
 	"github.com/forgebus/forgebus/workers/audit"
+	"github.com/forgebus/forgebus/workers/command"
 	"github.com/forgebus/forgebus/workers/docs"
 	"github.com/forgebus/forgebus/workers/envsync"
+	"github.com/forgebus/forgebus/workers/gitrepo"
 	"github.com/forgebus/forgebus/workers/gogsapi"
 	"github.com/forgebus/forgebus/workers/models"
 	"github.com/forgebus/forgebus/workers/runtime"
@@ -29,6 +31,7 @@ func newDocsWorker(p *platform.Platform) (runtime.Worker, error) {
 	if err != nil {
 		return runtime.Worker{}, usage(fmt.Errorf("config workers.%s: %w", docs.Name, err))
 	}
+	protectSecrets(p)
 	w, err := docs.New(cfg, docs.Deps{
 		GogsURL:   p.Config.Gogs.URL,
 		GogsToken: p.Config.Gogs.Token.Reveal(),
@@ -48,6 +51,7 @@ func newModelsWorker(p *platform.Platform) (runtime.Worker, error) {
 	if err != nil {
 		return runtime.Worker{}, usage(fmt.Errorf("config workers.%s: %w", models.Name, err))
 	}
+	protectSecrets(p)
 	w, err := models.New(cfg, models.Deps{
 		GogsURL:   p.Config.Gogs.URL,
 		GogsToken: p.Config.Gogs.Token.Reveal(),
@@ -82,11 +86,25 @@ func newEnvsyncWorker(p *platform.Platform) (runtime.Worker, error) {
 		API:      api,
 		Log:      p.Log.With().Str("worker", envsync.Name).Logger(),
 		Replicas: p.Config.Streams.Replicas,
+		History: envsync.GitHistory{Options: gitrepo.Options{
+			BaseURL: p.Config.Gogs.URL, Token: p.Config.Gogs.Token.Reveal(),
+			CacheDir: filepath.Join(p.Config.DataDir, "cache", envsync.Name), Path: p.Config.BuildPath,
+		}},
 	})
 	if err != nil {
 		return runtime.Worker{}, usage(err)
 	}
 	return runtime.Worker{Name: envsync.Name, Subjects: w.Subjects(p.Config.Instance), Handler: w}, nil
+}
+
+// protectSecrets tells the command runner what builds must not see: every
+// secret value (redacted from output tails), the secret files and the data
+// folder (masked; a build's checkout inside it is bound back).
+func protectSecrets(p *platform.Platform) {
+	command.Protect(p.Config.SecretValues(), append(append([]string{}, p.Config.SecretFiles...), p.Config.DataDir))
+	if err := command.MaskCheck(); err != nil {
+		p.Log.Warn().Err(err).Msg("builds not in sandbox: bwrap can read the secret files and the data folder by path; see docs/build-sandbox.md")
+	}
 }
 
 // workerRunner builds the named worker on p and returns it as a runner.
