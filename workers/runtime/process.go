@@ -510,9 +510,6 @@ func (r *Runtime) observe(j *job, outcome string) {
 	took := time.Since(j.started)
 	r.series.job(outcome).Inc()
 	r.series.duration.Observe(took.Seconds())
-	if r.settled != nil {
-		r.settled(outcome, took)
-	}
 }
 
 // address is the owner and repository of j's event, for the result and

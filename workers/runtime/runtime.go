@@ -78,10 +78,6 @@ type Runtime struct {
 	hardCancel context.CancelFunc
 
 	runOnce sync.Once
-
-	// settled, when set, sees every settled job's time in the runtime
-	// (Bench uses it).
-	settled func(outcome string, took time.Duration)
 }
 
 // Timeouts of the runtime's own broker calls.
