@@ -71,9 +71,10 @@ func TestRetryEndsInSuccess(t *testing.T) {
 			if n := streamCount(t, js, schemas.StreamDLQ); n != 0 {
 				t.Errorf("dlq has %d messages", n)
 			}
-			// Each failed delivery left a retry marker; the success
-			// removed it.
-			markerGone(t, js, Worker{Name: "flaky"}, "ev-1")
+			// Each failure released the key; the success wrote it done.
+			if k, ok := keyOf(t, js, Worker{Name: "flaky"}, "ev-1"); !ok || k.State != stateDone || k.Attempt != tc.wantAttempt {
+				t.Errorf("key = %+v, %v; want done by attempt %d", k, ok, tc.wantAttempt)
+			}
 		})
 	}
 }
@@ -127,8 +128,10 @@ func TestDeadLetters(t *testing.T) {
 				info, err := consumerInfo(js, "dead")
 				return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 			})
-			// No retry marker outlives the dead letter.
-			markerGone(t, js, Worker{Name: "dead"}, "ev-d")
+			// No key outlives the dead letter: a replay runs.
+			if k, ok := keyOf(t, js, Worker{Name: "dead"}, "ev-d"); ok {
+				t.Errorf("key after the dead letter = %+v, want none", k)
+			}
 		})
 	}
 }
@@ -535,8 +538,9 @@ func TestResultPublishFailsAfterEffect(t *testing.T) {
 	if n := streamCount(t, js, schemas.StreamDLQ); n != 0 {
 		t.Errorf("dlq has %d messages", n)
 	}
-	// The retry marker left before the nak is gone with the redelivery.
-	markerGone(t, js, Worker{Name: "recorded"}, "ev-r")
+	if k, ok := keyOf(t, js, Worker{Name: "recorded"}, "ev-r"); !ok || k.State != stateDone || k.Attempt != 1 {
+		t.Errorf("key = %+v, %v; want done by attempt 1", k, ok)
+	}
 }
 
 // The idempotency record cannot be stored after the effect (its bucket is
