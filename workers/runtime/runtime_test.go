@@ -495,26 +495,38 @@ func TestResultPublishFailsAfterEffect(t *testing.T) {
 	_, _, js := broker(t)
 	calls := newCounter()
 	s := fastSettings()
-	// The stream is back (1.5 s) before the redelivery (2 s), and gone for
-	// longer than the publish's own retries on no responders.
+	// The stream comes back once the runtime has given up publishing the
+	// result and nak'ed, well before the redelivery.
 	s.NakDelays = []time.Duration{2 * time.Second}
-	start(t, js, Worker{Name: "recorded", Subjects: []string{"forge.>"}, Settings: s,
+	rt, err := New(js, Worker{Name: "recorded", Subjects: []string{"forge.>"}, Settings: s,
 		Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
 			if calls.inc(ev.ID) == 1 {
 				if err := js.DeleteStream(ctx, schemas.StreamResults); err != nil {
 					return Report{}, err
 				}
-				go func() {
-					time.Sleep(1500 * time.Millisecond)
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: schemas.StreamResults, Subjects: schemas.ResultsSubjects}); err != nil {
-						t.Errorf("recreate results stream: %v", err)
-					}
-				}()
 			}
 			return Report{}, nil
-		})})
+		})}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	go func() {
+		for testutil.ToFloat64(rt.metrics.jobs.WithLabelValues("recorded", "publish_error")) == 0 {
+			if ctx.Err() != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // polls a condition
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: schemas.StreamResults, Subjects: schemas.ResultsSubjects}); err != nil {
+			t.Errorf("recreate results stream: %v", err)
+		}
+	}()
 	publish(t, js, envelope("ev-r"), "")
 	natstest.Eventually(t, 10*time.Second, "a result for ev-r", func() bool {
 		info, err := js.Stream(context.Background(), schemas.StreamResults)
