@@ -216,7 +216,7 @@ func (r *Runtime) policy(h message.HandlerFunc) message.HandlerFunc {
 // wins). A key that says done makes this a duplicate, or, when this same
 // message wrote it, has its result published again; one that says running
 // makes this copy wait for that delivery's outcome, looking again every
-// markerPoll until the key is done, gone, or its lease is over.
+// waitPoll until the key is done, gone, or its lease is over.
 func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 	return func(wm *message.Message) ([]*message.Message, error) {
 		ctx := wm.Context()
@@ -241,7 +241,7 @@ func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 					r.series.waits.Inc()
 					j.log.Info().Uint64("running_seq", c.running.Seq).Time("running_since", c.running.At).Msg("another delivery of this event is running; waiting for it")
 				}
-				if err := sleepCtx(ctx, r.markerPoll()); err != nil {
+				if err := sleepCtx(ctx, r.waitPoll()); err != nil {
 					return nil, fmt.Errorf("event %s is still running in the delivery of stream sequence %d: %w", j.ev.ID, c.running.Seq, err)
 				}
 				continue
@@ -264,8 +264,8 @@ func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 // gone has its message redelivered after AckWait.
 func (r *Runtime) lease() time.Duration { return r.w.Settings.AckWait }
 
-// markerPoll is how often a copy waiting for another delivery looks again.
-func (r *Runtime) markerPoll() time.Duration {
+// waitPoll is how often a copy waiting for another delivery looks again.
+func (r *Runtime) waitPoll() time.Duration {
 	return min(max(r.w.Settings.AckWait/3, 100*time.Millisecond), 5*time.Second)
 }
 
