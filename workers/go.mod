@@ -8,10 +8,8 @@ require (
 	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/forgebus/forgebus/schemas v0.0.0
 	github.com/forgebus/forgebus/services v0.0.0
-	github.com/goccy/go-json v0.12.0
 	github.com/joho/godotenv v1.5.1
 	github.com/nats-io/nats.go v1.55.0
-	github.com/nats-io/nuid v1.0.1
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rs/zerolog v1.35.1
 	go.yaml.in/yaml/v3 v3.0.6
@@ -34,6 +32,7 @@ require (
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,7 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/cenkalti/backoff/v4"
-	"github.com/goccy/go-json"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/schemas"
@@ -31,7 +32,6 @@ type job struct {
 	d       *delivery
 	ev      *schemas.Envelope
 	subject string
-	replay  bool // a DLQ replay (ReplayHeader) for this worker
 	log     zerolog.Logger
 	started time.Time
 
@@ -42,41 +42,30 @@ type job struct {
 	rule    string
 	report  Report
 	tries   int
-	// unpublished is the idempotency record of an earlier delivery of this
-	// same message: its effect was done and recorded, but its result may
-	// not have been published (the publish failed and the message was
-	// nak'ed). finish publishes that result again under its first
-	// Nats-Msg-Id, so it is stored once, whether or not it landed before.
-	unpublished *idemRecord
-	// record is what finish writes to the idempotency bucket once the
-	// handler succeeded, at the same time as the result. locked: the job
-	// holds the event id's lock in this replica (keyLocks), released after
-	// that.
-	record    *idemRecord
-	recordBuf idemRecord // what record points to
-	locked    bool
+	// republish is the done state an earlier delivery of this same message
+	// wrote: its effect is done but its result may not have been published.
+	// finish publishes that result again under its first Nats-Msg-Id.
+	republish *keyState
 
-	// The event id's "running" marker (claimRunning). markMu orders the
-	// heartbeat's write of it against finish. keyFound and keyRev are the
-	// key as the idempotency check last saw it, to write the marker over;
-	// mayMark is set once that check let the handler run; settling once
-	// finish has begun; markRev is the marker's revision once written.
-	markMu   sync.Mutex
-	keyFound bool
-	keyRev   uint64
-	mayMark  bool
+	// The event's key: rev is its revision while this job holds it running
+	// (0: not held). keyMu orders the heartbeat's refresh against finish;
+	// settling is set once finish has begun.
+	key      string
+	keyMu    sync.Mutex
+	rev      uint64
 	settling bool
-	markRev  uint64
-	// retrying: finish naks the delivery; it comes back.
-	retrying bool
 
-	// The heartbeat (Runtime.heartbeat): its timer re-arms itself every
-	// hbEvery until hbStopped.
+	// The heartbeat: its timer re-arms itself every hbEvery until hbStopped.
 	rt        *Runtime
 	hbMu      sync.Mutex
 	hbStopped bool
 	hbTimer   *time.Timer
 	hbEvery   time.Duration
+}
+
+// state is j's key value in state st, as of now.
+func (j *job) state(st string, o schemas.Outcome) keyState {
+	return keyState{State: st, Outcome: o, Seq: j.d.seq, Attempt: j.d.attempt, At: time.Now().UTC()}
 }
 
 // settle is the outermost middleware: it decodes the envelope, keeps the
@@ -85,7 +74,6 @@ type job struct {
 // never returns an error to the router: the delivery is settled here.
 func (r *Runtime) settle(h message.HandlerFunc) message.HandlerFunc {
 	return func(wm *message.Message) ([]*message.Message, error) {
-		growStack()
 		d := deliveryFrom(wm.Context())
 		if d == nil {
 			return nil, fmt.Errorf("worker %s: message without a delivery", r.w.Name)
@@ -100,7 +88,7 @@ func (r *Runtime) settle(h message.HandlerFunc) message.HandlerFunc {
 			}
 			return nil, nil
 		}
-		j := &job{d: d, subject: d.msg.Subject(), started: time.Now(), replay: target != ""}
+		j := &job{d: d, subject: d.msg.Subject(), started: time.Now()}
 		r.series.inFlight.Inc()
 		defer r.series.inFlight.Dec()
 		if d.attempt > 1 {
@@ -129,28 +117,9 @@ func (r *Runtime) settle(h message.HandlerFunc) message.HandlerFunc {
 			cancel()
 		}
 		r.finish(j, herr)
-		if j.locked {
-			r.locks.unlock(j.ev.ID)
-		}
 		return nil, nil
 	}
 }
-
-// growStack grows a job's goroutine stack to 8 KiB at once, while it is
-// still shallow. The router starts every delivery on a new goroutine, whose
-// small stack otherwise grows, and is copied, deep in the result's encoding:
-// 4 to 6% of the CPU of a no-op job in the benchmark (`make bench`), where
-// the embedded broker's many idle goroutines keep Go's adaptive first stack
-// size small. Done here it costs a fraction of that.
-//
-//go:noinline
-func growStack() byte {
-	var b [5 << 10]byte
-	return lastByte(b[:])
-}
-
-//go:noinline
-func lastByte(b []byte) byte { return b[len(b)-1] }
 
 func decodeEnvelope(data []byte) (*schemas.Envelope, error) {
 	var ev schemas.Envelope
@@ -164,12 +133,11 @@ func decodeEnvelope(data []byte) (*schemas.Envelope, error) {
 }
 
 // heartbeat sends in-progress every AckWait/3 until stopHeartbeat, so a
-// long job keeps its message while its replica lives, and calls markIfLong
-// after each. It beats at least every quarter of the duplicate window, for
-// markIfLong. A timer that re-arms itself, not a goroutine per job: most
-// jobs end before it first fires.
+// long job keeps its message while its replica lives, and rewrites the
+// event's running key, so other copies know the job lives. A timer that
+// re-arms itself, not a goroutine per job: most jobs end before it fires.
 func (r *Runtime) heartbeat(j *job) {
-	j.hbEvery = min(r.w.Settings.AckWait/3, max(r.dupWindow()/4, time.Millisecond))
+	j.hbEvery = r.w.Settings.AckWait / 3
 	j.rt = r
 	j.hbMu.Lock() // beat reads hbTimer
 	defer j.hbMu.Unlock()
@@ -181,11 +149,33 @@ func (j *job) beat() {
 	if err := j.d.inProgress(); err != nil {
 		j.log.Warn().Err(err).Msg("in-progress heartbeat")
 	}
-	j.rt.markIfLong(j)
+	j.refreshKey()
 	j.hbMu.Lock()
 	defer j.hbMu.Unlock()
 	if !j.hbStopped {
 		j.hbTimer.Reset(j.hbEvery)
+	}
+}
+
+// refreshKey rewrites j's running key (compare-and-set on its revision),
+// which restarts its lease.
+func (j *job) refreshKey() {
+	j.keyMu.Lock()
+	defer j.keyMu.Unlock()
+	if j.rev == 0 || j.settling {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	rev, err := j.rt.kv.Update(ctx, j.key, j.state(stateRunning, "").encode(), j.rev)
+	switch {
+	case err == nil:
+		j.rev = rev
+	case isConflict(err):
+		j.rev = 0
+		j.log.Warn().Msg("another delivery took this event over: its lease ran out while this one ran")
+	default:
+		j.log.Warn().Err(err).Msg("refresh the running key")
 	}
 }
 
@@ -221,92 +211,73 @@ func (r *Runtime) policy(h message.HandlerFunc) message.HandlerFunc {
 	}
 }
 
-// idempotent skips an event the worker finished before (outcome
-// duplicate), and marks one it finishes now for recording: finish writes
-// the record together with the result, and acks only once the record is
-// stored. Succeeded and superseded are recorded:
-// both mean the event needs no more work. Denied is not, so a replay after
-// a policy change is judged again; neither is a dead letter, so a replay
-// after a fix runs.
+// idempotent claims the event's key for this delivery before the handler
+// runs: absent, it becomes running (a compare-and-set, so of two copies one
+// wins). A key that says done makes this a duplicate, or, when this same
+// message wrote it, has its result published again; one that says running
+// makes this copy wait for that delivery's outcome, looking again every
+// waitPoll until the key is done, gone, or its lease is over.
 func (r *Runtime) idempotent(h message.HandlerFunc) message.HandlerFunc {
 	return func(wm *message.Message) ([]*message.Message, error) {
 		ctx := wm.Context()
 		j := jobFrom(ctx)
-		// Two deliveries of one event in this replica run one after the
-		// other, so the second sees the first's record.
-		if err := r.locks.lock(ctx, j.ev.ID); err != nil {
-			return nil, err
-		}
-		j.locked = true // until finish has recorded the outcome
+		j.key = IdempotencyKey(j.ev.ID)
 		for waited := false; ; {
-			l, err := r.idem.get(ctx, j.ev.ID)
-			if err != nil {
-				return nil, err
-			}
-			rec, mark := l.rec, l.mark
-			if l.found && l.marked && mark.Seq == j.d.seq {
-				// Done, with a marker this message left (a retry
-				// marker after its result failed to publish): finish
-				// removes it.
-				j.markMu.Lock()
-				j.markRev = l.markRev
-				j.markMu.Unlock()
-			}
+			c, err := claim(ctx, r.kv, j.key, j.state(stateRunning, ""), r.lease())
 			switch {
-			case l.found && rec.Seq == j.d.seq:
-				j.unpublished = &l.rec
-				j.outcome = rec.Outcome
-				j.log.Info().Str("first_outcome", string(rec.Outcome)).Int("first_attempt", rec.Attempt).Msg("redelivery of a recorded job: its result is published again")
+			case err != nil:
+				return nil, err
+			case c.done != nil && c.done.Seq == j.d.seq:
+				j.republish, j.outcome = c.done, c.done.Outcome
+				j.log.Info().Str("first_outcome", string(c.done.Outcome)).Int("first_attempt", c.done.Attempt).Msg("redelivery of a done job: its result is published again")
 				return nil, nil
-			case l.found:
+			case c.done != nil:
 				j.outcome = schemas.OutcomeDuplicate
-				j.log.Debug().Str("first_outcome", string(rec.Outcome)).Uint64("first_seq", rec.Seq).Msg("duplicate")
+				j.log.Debug().Str("first_outcome", string(c.done.Outcome)).Uint64("first_seq", c.done.Seq).Msg("duplicate")
 				return nil, nil
-			case l.marked && mark.Outcome == outcomeRunning && mark.Seq != j.d.seq && !r.staleMarker(mark):
-				// Another copy of this event runs on another replica:
-				// wait for its outcome.
+			case c.running != nil:
 				if !waited {
 					waited = true
 					r.series.waits.Inc()
-					j.log.Info().Uint64("running_seq", mark.Seq).Time("running_since", mark.At).Msg("another delivery of this event is running; waiting for it")
+					j.log.Info().Uint64("running_seq", c.running.Seq).Time("running_since", c.running.At).Msg("another delivery of this event is running; waiting for it")
 				}
-				if err := sleepCtx(ctx, r.markerPoll()); err != nil {
-					return nil, fmt.Errorf("event %s is still running in the delivery of stream sequence %d (since %s): %w",
-						j.ev.ID, mark.Seq, mark.At.Format(time.RFC3339), err)
+				if err := sleepCtx(ctx, r.waitPoll()); err != nil {
+					return nil, fmt.Errorf("event %s is still running in the delivery of stream sequence %d: %w", j.ev.ID, c.running.Seq, err)
 				}
 				continue
 			}
-			// Not done, and no marker; this message's own from an earlier
-			// delivery; one whose job is long over; or a retry marker. A
-			// job claims the event first whenever there is a marker, or
-			// it starts late.
-			j.markMu.Lock()
-			j.keyFound, j.keyRev = l.marked, l.markRev
-			j.markMu.Unlock()
-			if l.marked || r.startsLate(j) {
-				err := r.claimRunning(ctx, j)
-				if errors.Is(err, errClaimed) {
-					continue // someone wrote first: look again
-				}
-				if err != nil {
-					return nil, err
-				}
-			}
-			j.markMu.Lock()
-			j.mayMark = true
-			j.markMu.Unlock()
+			j.keyMu.Lock()
+			j.rev = c.rev
+			j.keyMu.Unlock()
 			break
 		}
 		out, err := h(wm)
-		if err != nil {
-			return out, err
-		}
-		if j.outcome == "" {
+		if err == nil && j.outcome == "" {
 			j.outcome = schemas.OutcomeSucceeded
 		}
-		j.recordBuf = j.recordNow(j.outcome)
-		j.record = &j.recordBuf
-		return out, nil
+		return out, err
+	}
+}
+
+// lease is how long a running key holds other copies back after its last
+// write: the heartbeat rewrites it every AckWait/3, and a replica that is
+// gone has its message redelivered after AckWait.
+func (r *Runtime) lease() time.Duration { return r.w.Settings.AckWait }
+
+// waitPoll is how often a copy waiting for another delivery looks again.
+func (r *Runtime) waitPoll() time.Duration {
+	return min(max(r.w.Settings.AckWait/3, 100*time.Millisecond), 5*time.Second)
+}
+
+// sleepCtx waits d, or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -373,30 +344,25 @@ func (r *Runtime) handle(wm *message.Message) error {
 	return nil
 }
 
-// finish settles the delivery from herr and the job's outcome.
+// finish settles the delivery from herr and the job's outcome: a result
+// (and a dead letter) published and acked by their streams, the event's key
+// written done or released, then the ack or nak.
 func (r *Runtime) finish(j *job, herr error) {
-	if rev := j.settleMarker(); rev != 0 {
-		// A delivery that ended removes its marker once it is settled
-		// (and its record, if any, stored); one that comes back has
-		// replaced it with a retry marker before its nak (retryMarker).
-		defer func() {
-			if !j.retrying {
-				ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-				defer cancel()
-				r.releaseMarker(ctx, j, rev)
-			}
-		}()
-	}
+	j.keyMu.Lock()
+	j.settling = true
+	rev := j.rev
+	j.keyMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
 	d := j.d
 	s := r.w.Settings
 	if herr != nil && r.hard.Err() != nil {
-		// Cut short by a stop: not the event's fault. No result; the next
-		// delivery counts as a new attempt.
+		// Cut short by a stop: not the event's fault. No result; the key
+		// is released and the message handed back at once, so another
+		// replica takes it now.
 		j.log.Warn().Err(herr).Msg("job cancelled by stop, nak")
-		r.retryMarker(j)
-		if err := d.nak(0); err != nil {
-			j.log.Warn().Err(err).Msg("nak")
-		}
+		r.release(ctx, j, rev)
+		r.nak(j, 0)
 		r.observe(j, "cancelled")
 		return
 	}
@@ -404,8 +370,6 @@ func (r *Runtime) finish(j *job, herr error) {
 	if errors.As(herr, &panicked) {
 		herr = fmt.Errorf("%w: %v\n%s", ErrPanic, panicked.V, panicked.Stacktrace)
 	}
-	// Every publish below gives up after publishTimeout (acker.sweep).
-	ctx := context.Background()
 
 	switch {
 	case herr == nil:
@@ -413,46 +377,40 @@ func (r *Runtime) finish(j *job, herr error) {
 		if outcome == "" {
 			outcome = schemas.OutcomeSucceeded
 		}
-		// The record and the result go out together, and the ack waits for
-		// both: one round trip, not two. A result stored without its
-		// record (a crash in between) is harmless: the redelivery runs the
-		// handler again and its result has the same Nats-Msg-Id.
-		var put *pubAck
-		var putErr error
-		if j.record != nil {
-			put, putErr = r.idem.recordAsync(j.ev.ID, *j.record)
+		attempt := d.attempt
+		if j.republish != nil {
+			attempt = j.republish.Attempt
 		}
-		publish := func() error { return r.publishResult(ctx, j, outcome, nil) }
-		if j.unpublished != nil {
-			publish = func() error { return r.publishResultAt(ctx, j, j.unpublished.Attempt, outcome, nil) }
+		// The result and the key's done state go out together; the ack
+		// waits for both.
+		res, err := r.publishResult(j, attempt, outcome, nil)
+		recorded := rev == 0 || r.record(ctx, j, rev, outcome)
+		if err == nil {
+			err = waitPublish(ctx, res)
 		}
-		if err := publish(); err != nil {
-			if put != nil {
-				// The record's fate first: stored, the redelivery
-				// publishes this result again (job.unpublished) rather
-				// than run the handler a second time.
-				_ = put.wait(ctx)
+		if err != nil {
+			if !recorded {
+				// Neither is stored: the redelivery runs the handler
+				// again, and its result has the same Nats-Msg-Id.
+				r.release(ctx, j, rev)
 			}
 			r.nakAfterPublishError(j, err)
 			return
-		}
-		if j.record != nil {
-			if putErr == nil {
-				putErr = put.wait(ctx)
-			}
-			if putErr != nil {
-				r.recordAgain(ctx, j, putErr)
-			}
 		}
 		r.ack(j)
 		r.observe(j, string(outcome))
 		j.log.Debug().Str("outcome", string(outcome)).Str("rule", j.rule).Msg("job done")
 	case IsPermanent(herr) || d.attempt >= s.MaxDeliver || errors.Is(herr, ErrTooManyDeliveries):
-		if err := r.publishDeadLetter(ctx, j, herr); err != nil {
-			r.nakAfterPublishError(j, err)
-			return
+		err := r.publishDeadLetter(ctx, j, herr)
+		if err == nil {
+			var res jetstream.PubAckFuture
+			if res, err = r.publishResult(j, d.attempt, schemas.OutcomeDeadLettered, herr); err == nil {
+				err = waitPublish(ctx, res)
+			}
 		}
-		if err := r.publishResult(ctx, j, schemas.OutcomeDeadLettered, herr); err != nil {
+		// A dead letter is not done: a replay after a fix runs.
+		r.release(ctx, j, rev)
+		if err != nil {
 			r.nakAfterPublishError(j, err)
 			return
 		}
@@ -461,30 +419,58 @@ func (r *Runtime) finish(j *job, herr error) {
 		j.log.Warn().Err(herr).Bool("permanent", IsPermanent(herr)).Msg("job dead-lettered")
 	default:
 		delay := s.nakDelay(d.attempt)
-		if err := r.publishResult(ctx, j, schemas.OutcomeFailed, herr); err != nil {
+		res, err := r.publishResult(j, d.attempt, schemas.OutcomeFailed, herr)
+		if err == nil {
+			err = waitPublish(ctx, res)
+		}
+		if err != nil {
 			j.log.Warn().Err(err).Msg("publish failed result")
 		}
-		r.retryMarker(j)
-		if err := d.nak(delay); err != nil {
-			j.log.Warn().Err(err).Msg("nak")
-		}
+		r.release(ctx, j, rev)
+		r.nak(j, delay)
 		r.observe(j, string(schemas.OutcomeFailed))
 		j.log.Info().Err(herr).Dur("redeliver_in", delay).Msg("job failed, will be redelivered")
 	}
 }
 
-// recordAgain retries a record whose first write failed. If it still
-// fails the message is acked all the same: the effect is done and its
-// result published, and a nak would run it again for certain; only a
-// later copy of the event (a replay) would not be known as a duplicate.
-func (r *Runtime) recordAgain(ctx context.Context, j *job, first error) {
-	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	defer cancel()
-	op := func() error { return r.idem.record(ctx, j.ev.ID, *j.record) }
+// record writes the event's key done (compare-and-set on rev), retrying a
+// few times. If it still fails the job is acked all the same: the effect
+// is done and a nak would run it again for certain; only a later copy of
+// the event would not be known as a duplicate. It reports whether the key
+// says done.
+func (r *Runtime) record(ctx context.Context, j *job, rev uint64, o schemas.Outcome) bool {
+	val := j.state(stateDone, o).encode()
+	var conflict bool
+	op := func() error {
+		_, err := r.kv.Update(ctx, j.key, val, rev)
+		if isConflict(err) {
+			conflict = true
+			return backoff.Permanent(err)
+		}
+		return err
+	}
 	b := backoff.WithContext(backoff.WithMaxRetries(backoff.NewConstantBackOff(200*time.Millisecond), 4), ctx)
-	if err := backoff.Retry(op, b); err != nil {
+	err := backoff.Retry(op, b)
+	switch {
+	case err == nil:
+		return true
+	case conflict:
+		j.log.Warn().Msg("another delivery took this event over before this one recorded it")
+	default:
 		r.series.recordErrors.Inc()
-		j.log.Error().Err(err).AnErr("first_error", first).Msg("idempotency record not written: a replay of this event would run again")
+		j.log.Error().Err(err).Msg("idempotency record not written: a replay of this event would run again")
+	}
+	return false
+}
+
+// release deletes the event's key if j still holds it at rev, so that the
+// next copy runs at once.
+func (r *Runtime) release(ctx context.Context, j *job, rev uint64) {
+	if rev == 0 {
+		return
+	}
+	if err := r.kv.Delete(ctx, j.key, jetstream.LastRevision(rev)); err != nil && !isConflict(err) {
+		j.log.Warn().Err(err).Msg("running key left: other copies of this event wait until its lease is over")
 	}
 }
 
@@ -494,15 +480,18 @@ func (r *Runtime) ack(j *job) {
 	}
 }
 
+func (r *Runtime) nak(j *job, delay time.Duration) {
+	if err := j.d.nak(delay); err != nil {
+		j.log.Warn().Err(err).Msg("nak")
+	}
+}
+
 // nakAfterPublishError naks a delivery whose outcome could not be
-// published: it comes back, and its recorded outcome is then published
-// again (see job.unpublished).
+// published: it comes back, and a done key then has its result published
+// again (see job.republish).
 func (r *Runtime) nakAfterPublishError(j *job, err error) {
 	j.log.Error().Err(err).Msg("publish outcome, nak")
-	r.retryMarker(j)
-	if nerr := j.d.nak(r.w.Settings.nakDelay(j.d.attempt)); nerr != nil {
-		j.log.Warn().Err(nerr).Msg("nak")
-	}
+	r.nak(j, r.w.Settings.nakDelay(j.d.attempt))
 	r.observe(j, "publish_error")
 }
 
@@ -510,9 +499,6 @@ func (r *Runtime) observe(j *job, outcome string) {
 	took := time.Since(j.started)
 	r.series.job(outcome).Inc()
 	r.series.duration.Observe(took.Seconds())
-	if r.settled != nil {
-		r.settled(outcome, took)
-	}
 }
 
 // address is the owner and repository of j's event, for the result and

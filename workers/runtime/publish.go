@@ -28,14 +28,9 @@ func (r *Runtime) msgIDAt(j *job, attempt int, kind string) string {
 	return id + kind
 }
 
-// publishResult publishes j's outcome on FORGE_RESULTS and waits for the
-// ack.
-func (r *Runtime) publishResult(ctx context.Context, j *job, outcome schemas.Outcome, herr error) error {
-	return r.publishResultAt(ctx, j, j.d.attempt, outcome, herr)
-}
-
-// publishResultAt publishes j's outcome as the outcome of delivery attempt.
-func (r *Runtime) publishResultAt(ctx context.Context, j *job, attempt int, outcome schemas.Outcome, herr error) error {
+// publishResult starts publishing j's outcome, as the outcome of delivery
+// attempt, on FORGE_RESULTS; the future says when the stream has it.
+func (r *Runtime) publishResult(j *job, attempt int, outcome schemas.Outcome, herr error) (jetstream.PubAckFuture, error) {
 	now := time.Now().UTC()
 	res := schemas.Result{
 		Worker:     r.w.Name,
@@ -52,34 +47,16 @@ func (r *Runtime) publishResultAt(ctx context.Context, j *job, attempt int, outc
 		Started:    j.started.UTC(),
 		Finished:   now,
 	}
-	data, err := res.AppendJSON(make([]byte, 0, 512))
+	data, err := json.Marshal(res)
 	if err != nil {
-		return fmt.Errorf("encode result: %w", err)
+		return nil, fmt.Errorf("encode result: %w", err)
 	}
 	owner, repo := j.address()
-	return r.publish(ctx, schemas.ResultSubject(r.w.Name, owner, repo), data, r.msgIDAt(j, attempt, string(outcome)), schemas.StreamResults)
+	return r.publishAsync(schemas.ResultSubject(r.w.Name, owner, repo), data, r.msgIDAt(j, attempt, string(outcome)), schemas.StreamResults)
 }
-
-// expectStream is the Nats-Expected-Stream header's value for stream: one
-// slice for each of the runtime's streams, shared by its messages, which
-// nats.go only reads.
-func expectStream(stream string) []string {
-	switch stream {
-	case schemas.StreamResults:
-		return expectResults
-	case schemas.StreamDLQ:
-		return expectDLQ
-	}
-	return []string{stream}
-}
-
-var (
-	expectResults = []string{schemas.StreamResults}
-	expectDLQ     = []string{schemas.StreamDLQ}
-)
 
 // publishDeadLetter publishes j's event with herr on FORGE_DLQ and waits
-// for the ack.
+// for the stream's ack.
 func (r *Runtime) publishDeadLetter(ctx context.Context, j *job, herr error) error {
 	dl := schemas.DeadLetter{
 		Worker:       r.w.Name,
@@ -105,7 +82,11 @@ func (r *Runtime) publishDeadLetter(ctx context.Context, j *job, herr error) err
 	owner, repo := j.address()
 	// No attempt in the id: one dead letter per message.
 	id := r.w.Name + ":" + j.ev.ID + ":" + strconv.FormatUint(j.d.seq, 10) + ":dlq"
-	return r.publish(ctx, schemas.DLQSubject(r.w.Name, owner, repo), data, id, schemas.StreamDLQ)
+	f, err := r.publishAsync(schemas.DLQSubject(r.w.Name, owner, repo), data, id, schemas.StreamDLQ)
+	if err != nil {
+		return err
+	}
+	return waitPublish(ctx, f)
 }
 
 // RawEventKey is the one key of the object that stands for an event that
@@ -124,17 +105,25 @@ func rawEvent(data []byte) json.RawMessage {
 	return s
 }
 
-func (r *Runtime) publish(ctx context.Context, subject string, data []byte, id, stream string) error {
-	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
-		jetstream.MsgIDHeader:          {id},
-		jetstream.ExpectedStreamHeader: expectStream(stream),
-	}}
-	p, err := r.acks.publish(m, stream)
+// publishAsync publishes data on subject, which stream must store, with
+// the Nats-Msg-Id id, through nats.go's async publish.
+func (r *Runtime) publishAsync(subject string, data []byte, id, stream string) (jetstream.PubAckFuture, error) {
+	f, err := r.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data},
+		jetstream.WithMsgID(id), jetstream.WithExpectStream(stream))
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+		return nil, fmt.Errorf("publish %s: %w", subject, err)
 	}
-	if err := p.wait(ctx); err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+	return f, nil
+}
+
+// waitPublish waits for an async publish's ack, or for ctx.
+func waitPublish(ctx context.Context, f jetstream.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+	case <-ctx.Done():
+		return fmt.Errorf("publish %s: %w", f.Msg().Subject, ctx.Err())
 	}
-	return nil
 }

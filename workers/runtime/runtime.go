@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -64,13 +63,7 @@ type Runtime struct {
 	log     zerolog.Logger
 	metrics *metrics
 	series  *series
-	idem    *idempotency
-	acks    *acker
-	locks   keyLocks
-	// dupWindowNS is FORGE_EVENTS's duplicate window in nanoseconds, read
-	// at start and with every lag poll: two stored copies of one event id
-	// are at least this far apart (see running.go).
-	dupWindowNS atomic.Int64
+	kv      jetstream.KeyValue // the worker's idempotency bucket
 
 	// hard is the parent of every job's context: cancelled when a stop's
 	// grace period is over.
@@ -78,10 +71,6 @@ type Runtime struct {
 	hardCancel context.CancelFunc
 
 	runOnce sync.Once
-
-	// settled, when set, sees every settled job's time in the runtime
-	// (Bench uses it).
-	settled func(outcome string, took time.Duration)
 }
 
 // Timeouts of the runtime's own broker calls.
@@ -92,9 +81,6 @@ const (
 	// forceWait is how long a stop waits, after the grace period, for
 	// cancelled jobs to return before it naks their messages regardless.
 	forceWait = 2 * time.Second
-	// defaultDupWindow is JetStream's duplicate window when a stream has
-	// none set.
-	defaultDupWindow = 2 * time.Minute
 )
 
 // New checks w and registers its metrics on reg (nil: none). It does no
@@ -136,8 +122,6 @@ func (r *Runtime) run(ctx context.Context) error {
 		}
 		return err
 	}
-	defer r.acks.close()
-	defer r.idem.close()
 	r.hard, r.hardCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer r.hardCancel()
 	force := make(chan struct{})
@@ -150,8 +134,8 @@ func (r *Runtime) run(ctx context.Context) error {
 		return fmt.Errorf("worker %s: router: %w", r.w.Name, err)
 	}
 	// Outermost first: settle turns every outcome into a result and an
-	// ack or nak; then panic recovery, correlation id, policy,
-	// idempotency, and the handler with its retry.
+	// ack or nak; then panic recovery, correlation id, policy, the claim
+	// of the event's key, and the handler with its retry.
 	router.AddMiddleware(r.settle, middleware.Recoverer, r.correlate, r.policy, r.idempotent)
 	router.AddConsumerHandler(r.w.Name, consumerStream+"/"+r.w.Name, sub, r.handle)
 
@@ -209,44 +193,15 @@ func (r *Runtime) setup(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker %s: consumer on %s: %w", r.w.Name, consumerStream, err)
 	}
-	if err := r.readDupWindow(sctx); err != nil {
-		return nil, fmt.Errorf("worker %s: stream %s: %w", r.w.Name, consumerStream, err)
-	}
 	bucket := IdempotencyBucket(r.w)
 	bucket.Replicas = KeepReplicas(sctx, r.js, "KV_"+bucket.Bucket, bucket.Replicas)
-	kv, err := r.js.CreateOrUpdateKeyValue(sctx, bucket)
-	if err != nil {
+	if r.kv, err = r.js.CreateOrUpdateKeyValue(sctx, bucket); err != nil {
 		return nil, fmt.Errorf("worker %s: idempotency bucket: %w", r.w.Name, err)
-	}
-	if r.acks, err = newAcker(r.js.Conn(), publishTimeout); err != nil {
-		return nil, fmt.Errorf("worker %s: %w", r.w.Name, err)
-	}
-	if r.idem, err = newIdempotency(r.js, kv, r.acks, r.log); err != nil {
-		r.acks.close()
-		return nil, fmt.Errorf("worker %s: %w", r.w.Name, err)
 	}
 	return cons, nil
 }
 
-// readDupWindow reads FORGE_EVENTS's duplicate window.
-func (r *Runtime) readDupWindow(ctx context.Context) error {
-	st, err := r.js.Stream(ctx, consumerStream)
-	if err != nil {
-		return err
-	}
-	d := st.CachedInfo().Config.Duplicates
-	if d <= 0 {
-		d = defaultDupWindow
-	}
-	r.dupWindowNS.Store(int64(d))
-	return nil
-}
-
-// dupWindow is FORGE_EVENTS's duplicate window as last read.
-func (r *Runtime) dupWindow() time.Duration { return time.Duration(r.dupWindowNS.Load()) }
-
-// pollLag keeps the consumer_pending gauge current, and the duplicate
-// window, until ctx is done.
+// pollLag keeps the consumer_pending gauge current until ctx is done.
 func (r *Runtime) pollLag(ctx context.Context, cons jetstream.Consumer) {
 	t := time.NewTicker(lagInterval)
 	defer t.Stop()
@@ -257,11 +212,6 @@ func (r *Runtime) pollLag(ctx context.Context, cons jetstream.Consumer) {
 		if err == nil {
 			r.series.pending.Set(float64(info.NumPending))
 		}
-		ictx, cancel = context.WithTimeout(ctx, setupTimeout)
-		if err := r.readDupWindow(ictx); err != nil && ctx.Err() == nil {
-			r.log.Warn().Err(err).Msg("read the duplicate window of " + consumerStream)
-		}
-		cancel()
 		select {
 		case <-ctx.Done():
 			return
@@ -281,51 +231,5 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 		return true
 	case <-t.C:
 		return false
-	}
-}
-
-// keyLocks are per-key locks, held by the job of an event id. A key in
-// held is locked; its channel, made by the first job to wait for it, is
-// closed by unlock.
-type keyLocks struct {
-	mu   sync.Mutex
-	held map[string]chan struct{}
-}
-
-// lock waits until no other job holds key and takes it, or until ctx is
-// done.
-func (l *keyLocks) lock(ctx context.Context, key string) error {
-	for {
-		l.mu.Lock()
-		if l.held == nil {
-			l.held = map[string]chan struct{}{}
-		}
-		ch, busy := l.held[key]
-		if !busy {
-			l.held[key] = nil
-			l.mu.Unlock()
-			return nil
-		}
-		if ch == nil {
-			ch = make(chan struct{})
-			l.held[key] = ch
-		}
-		l.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// unlock releases key, which the caller holds, and wakes its waiters.
-func (l *keyLocks) unlock(key string) {
-	l.mu.Lock()
-	ch := l.held[key]
-	delete(l.held, key)
-	l.mu.Unlock()
-	if ch != nil {
-		close(ch)
 	}
 }

@@ -71,9 +71,10 @@ func TestRetryEndsInSuccess(t *testing.T) {
 			if n := streamCount(t, js, schemas.StreamDLQ); n != 0 {
 				t.Errorf("dlq has %d messages", n)
 			}
-			// Each failed delivery left a retry marker; the success
-			// removed it.
-			markerGone(t, js, Worker{Name: "flaky"}, "ev-1")
+			// Each failure released the key; the success wrote it done.
+			if k, ok := keyOf(t, js, Worker{Name: "flaky"}, "ev-1"); !ok || k.State != stateDone || k.Attempt != tc.wantAttempt {
+				t.Errorf("key = %+v, %v; want done by attempt %d", k, ok, tc.wantAttempt)
+			}
 		})
 	}
 }
@@ -127,8 +128,10 @@ func TestDeadLetters(t *testing.T) {
 				info, err := consumerInfo(js, "dead")
 				return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 			})
-			// No retry marker outlives the dead letter.
-			markerGone(t, js, Worker{Name: "dead"}, "ev-d")
+			// No key outlives the dead letter: a replay runs.
+			if k, ok := keyOf(t, js, Worker{Name: "dead"}, "ev-d"); ok {
+				t.Errorf("key after the dead letter = %+v, want none", k)
+			}
 		})
 	}
 }
@@ -492,26 +495,38 @@ func TestResultPublishFailsAfterEffect(t *testing.T) {
 	_, _, js := broker(t)
 	calls := newCounter()
 	s := fastSettings()
-	// The stream is back (1.5 s) before the redelivery (2 s), and gone for
-	// longer than the publish's own retries on no responders.
+	// The stream comes back once the runtime has given up publishing the
+	// result and nak'ed, well before the redelivery.
 	s.NakDelays = []time.Duration{2 * time.Second}
-	start(t, js, Worker{Name: "recorded", Subjects: []string{"forge.>"}, Settings: s,
+	rt, err := New(js, Worker{Name: "recorded", Subjects: []string{"forge.>"}, Settings: s,
 		Handler: HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
 			if calls.inc(ev.ID) == 1 {
 				if err := js.DeleteStream(ctx, schemas.StreamResults); err != nil {
 					return Report{}, err
 				}
-				go func() {
-					time.Sleep(1500 * time.Millisecond)
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: schemas.StreamResults, Subjects: schemas.ResultsSubjects}); err != nil {
-						t.Errorf("recreate results stream: %v", err)
-					}
-				}()
 			}
 			return Report{}, nil
-		})})
+		})}, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	go func() {
+		for testutil.ToFloat64(rt.metrics.jobs.WithLabelValues("recorded", "publish_error")) == 0 {
+			if ctx.Err() != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // polls a condition
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: schemas.StreamResults, Subjects: schemas.ResultsSubjects}); err != nil {
+			t.Errorf("recreate results stream: %v", err)
+		}
+	}()
 	publish(t, js, envelope("ev-r"), "")
 	natstest.Eventually(t, 10*time.Second, "a result for ev-r", func() bool {
 		info, err := js.Stream(context.Background(), schemas.StreamResults)
@@ -535,8 +550,9 @@ func TestResultPublishFailsAfterEffect(t *testing.T) {
 	if n := streamCount(t, js, schemas.StreamDLQ); n != 0 {
 		t.Errorf("dlq has %d messages", n)
 	}
-	// The retry marker left before the nak is gone with the redelivery.
-	markerGone(t, js, Worker{Name: "recorded"}, "ev-r")
+	if k, ok := keyOf(t, js, Worker{Name: "recorded"}, "ev-r"); !ok || k.State != stateDone || k.Attempt != 1 {
+		t.Errorf("key = %+v, %v; want done by attempt 1", k, ok)
+	}
 }
 
 // The idempotency record cannot be stored after the effect (its bucket is

@@ -38,8 +38,9 @@ type Settings struct {
 	// leave messages waiting in a buffer.
 	JobTimeout time.Duration `yaml:"job_timeout"`
 	// AckWait is how long JetStream waits for an ack before it hands the
-	// message to another replica. A running job sends an in-progress
-	// heartbeat every AckWait/3, so only a dead replica's jobs move.
+	// message to another replica, and the lease of an event's running key.
+	// A running job sends an in-progress heartbeat and rewrites its key
+	// every AckWait/3, so only a dead replica's jobs move.
 	AckWait time.Duration `yaml:"ack_wait"`
 	// MaxDeliver is how many deliveries an event gets: a transient failure
 	// of delivery MaxDeliver sends it to the DLQ.

@@ -32,9 +32,9 @@ const (
 	prefetchHeartbeat = time.Second
 )
 
-// prefetchOpts are the options of the runtime's pull iterator; the
-// benchmark's ceiling loop pulls with them too.
-func prefetchOpts(maxMessages int) []jetstream.PullMessagesOpt {
+// PullOpts are the options of the runtime's pull iterator for short jobs;
+// the benchmark's reference loops pull with them too.
+func PullOpts(maxMessages int) []jetstream.PullMessagesOpt {
 	return []jetstream.PullMessagesOpt{
 		jetstream.PullMaxMessages(maxMessages),
 		jetstream.PullExpiry(prefetchExpiry),
@@ -179,7 +179,7 @@ func (s *subscriber) Subscribe(ctx context.Context, _ string) (<-chan *message.M
 	out := make(chan *message.Message)
 	go s.forceOut()
 	if s.prefetch {
-		it, err := s.cons.Messages(prefetchOpts(cap(s.slots))...)
+		it, err := s.cons.Messages(PullOpts(cap(s.slots))...)
 		if err != nil {
 			return nil, fmt.Errorf("pull from consumer: %w", err)
 		}
