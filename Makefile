@@ -2,7 +2,7 @@
 # The root is not a module: package patterns are each module's directory.
 
 SHELL       := /bin/bash
-MODULES     := schemas ingest workers services
+MODULES     := schemas natstest ingest workers services
 MODDIRS     := $(shell go list -m -f '{{.Dir}}')
 PKGS        := $(addsuffix /...,$(MODDIRS))
 VERSION     := $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -61,8 +61,8 @@ staticcheck:
 
 ## bench: the load benchmark (one process), then the three-node cluster benchmark
 bench: build
-	go run ./services/cmd/forgebus-bench
-	go run ./services/cmd/forgebus-faults -bin bin/forgebus -bench
+	go run ./services/test/forgebus-bench
+	go run ./services/test/forgebus-faults -bin bin/forgebus -bench
 
 ## check-modules: every module builds on its own go.mod (no go.work)
 check-modules:
@@ -81,4 +81,4 @@ clean:
 ## while a worker replica, a NATS node and an ingest are SIGKILLed and restarted
 ## (about 2 minutes; see scripts/faults/README.md)
 test-faults: build
-	go run ./services/cmd/forgebus-faults -bin bin/forgebus
+	go run ./services/test/forgebus-faults -bin bin/forgebus

@@ -4,14 +4,15 @@ go 1.26.0
 
 replace (
 	github.com/forgebus/forgebus/ingest => ../ingest
+	github.com/forgebus/forgebus/natstest => ../natstest
 	github.com/forgebus/forgebus/schemas => ../schemas
 	github.com/forgebus/forgebus/services => ../services
 	github.com/forgebus/forgebus/workers => ../workers
 )
 
 require (
+	github.com/forgebus/forgebus/natstest v0.0.0
 	github.com/forgebus/forgebus/schemas v0.0.0
-	github.com/forgebus/forgebus/services v0.0.0
 	github.com/goccy/go-json v0.12.0
 	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats.go v1.55.0

@@ -49,6 +49,7 @@ tool github.com/nats-io/nats-server/v2
 require (
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/forgebus/forgebus/ingest v0.0.0
+	github.com/forgebus/forgebus/natstest v0.0.0
 	github.com/forgebus/forgebus/schemas v0.0.0
 	github.com/forgebus/forgebus/workers v0.0.0
 	github.com/google/uuid v1.6.0
@@ -66,6 +67,7 @@ require (
 
 replace (
 	github.com/forgebus/forgebus/ingest => ../ingest
+	github.com/forgebus/forgebus/natstest => ../natstest
 	github.com/forgebus/forgebus/schemas => ../schemas
 	github.com/forgebus/forgebus/services => ../services
 	github.com/forgebus/forgebus/workers => ../workers

@@ -6,8 +6,8 @@ require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/bmatcuk/doublestar/v4 v4.10.4
 	github.com/cenkalti/backoff/v4 v4.3.0
+	github.com/forgebus/forgebus/natstest v0.0.0
 	github.com/forgebus/forgebus/schemas v0.0.0
-	github.com/forgebus/forgebus/services v0.0.0
 	github.com/joho/godotenv v1.5.1
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
@@ -49,6 +49,7 @@ require (
 
 replace (
 	github.com/forgebus/forgebus/ingest => ../ingest
+	github.com/forgebus/forgebus/natstest => ../natstest
 	github.com/forgebus/forgebus/schemas => ../schemas
 	github.com/forgebus/forgebus/services => ../services
 	github.com/forgebus/forgebus/workers => ../workers

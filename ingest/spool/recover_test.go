@@ -11,7 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/forgebus/forgebus/services/natstest"
+	"github.com/forgebus/forgebus/natstest"
 )
 
 // writeSpool writes es into a fresh spool in a temp dir, closes it and

@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/forgebus/forgebus/services/natstest"
+	"github.com/forgebus/forgebus/natstest"
 )
 
 func TestAppendReopen(t *testing.T) {

@@ -24,9 +24,9 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/config"
-	"github.com/forgebus/forgebus/services/natstest"
 	"github.com/forgebus/forgebus/workers/runtime"
 )
 

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/services/config"
-	"github.com/forgebus/forgebus/services/natstest"
 )
 
 func freeAddr(t *testing.T) string {

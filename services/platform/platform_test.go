@@ -11,9 +11,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/config"
-	"github.com/forgebus/forgebus/services/natstest"
 )
 
 func TestStartExternal(t *testing.T) {

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/config"
-	"github.com/forgebus/forgebus/services/natstest"
 	"github.com/forgebus/forgebus/workers/runtime"
 )
 

@@ -7,9 +7,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/config"
-	"github.com/forgebus/forgebus/services/natstest"
 )
 
 func TestStreamsIdempotent(t *testing.T) {

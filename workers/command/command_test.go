@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forgebus/forgebus/services/natstest"
+	"github.com/forgebus/forgebus/natstest"
 )
 
 func testEnv() []string { return []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent"} }

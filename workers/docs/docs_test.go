@@ -17,8 +17,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
-	"github.com/forgebus/forgebus/services/natstest"
 	"github.com/forgebus/forgebus/workers/docs"
 	"github.com/forgebus/forgebus/workers/gitrepo"
 	"github.com/forgebus/forgebus/workers/gitrepo/gittest"

@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
-	"github.com/forgebus/forgebus/services/natstest"
 )
 
 // TestYoungCopiesRunOnce: a second stored copy of an event (a replay, or a

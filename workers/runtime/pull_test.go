@@ -15,8 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
-	"github.com/forgebus/forgebus/services/natstest"
 )
 
 // TestLostPullRecovers: a pull request that never reaches the broker leaves

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
-	"github.com/forgebus/forgebus/services/natstest"
 )
 
 // TestStopNakRedeliversPromptly: a job cut short by a stop is nak'ed so

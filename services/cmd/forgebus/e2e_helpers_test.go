@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/forgebus/forgebus/services/natstest"
+	"github.com/forgebus/forgebus/natstest"
 )
 
 // e2eSecret is the webhook secret the end-to-end tests configure and sign with.

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
-	"github.com/forgebus/forgebus/services/natstest"
 )
 
 const fixtures = "../../../testdata/gogs"

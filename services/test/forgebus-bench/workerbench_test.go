@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forgebus/forgebus/services/natstest"
+	"github.com/forgebus/forgebus/natstest"
 )
 
 // A small round measures all three sides on every message and leaves no

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/forgebus/forgebus/services/natstest"
+	"github.com/forgebus/forgebus/natstest"
 )
 
 // proc is one child process this program started and may kill.
