@@ -258,7 +258,14 @@ func TestRejects(t *testing.T) {
 		}(), http.StatusUnauthorized, "bad signature"},
 		{"truncated JSON signed correctly", signed, signedRequest("push", "trunc-1", fixtureSecret, truncated), http.StatusBadRequest, "not valid JSON"},
 		{"JSON array signed correctly", signed, signedRequest("push", "array-1", fixtureSecret, []byte(`[1,2]`)), http.StatusBadRequest, "malformed"},
-		{"no repository signed correctly", signed, signedRequest("push", "norepo-1", fixtureSecret, []byte(`{"ref":"refs/heads/x","sender":{"login":"a"}}`)), http.StatusBadRequest, "repository"},
+		{"no repository signed correctly", signed, signedRequest("push", "norepo-1", fixtureSecret, []byte(`{"ref":"refs/heads/x","before":"1","after":"2","commits":[],"sender":{"login":"a"}}`)), http.StatusBadRequest, "repository"},
+		{"create body labelled delete", signed, func() *http.Request {
+			f := loadFixture(t, "create-branch")
+			r := f.request()
+			r.Header.Set(HeaderEvent, "delete")
+			return r
+		}(), http.StatusBadRequest, "not a delete payload"},
+		{"key twice signed correctly", signed, signedRequest("push", "dup-1", fixtureSecret, []byte(`{"ref":"refs/heads/x","ref":"refs/heads/y","before":"1","after":"2","commits":[],"sender":{"login":"a"}}`)), http.StatusBadRequest, "member name twice"},
 		{"delivery id with a space", signed, with(func(r *http.Request) { r.Header.Set(HeaderDelivery, "a b") }), http.StatusBadRequest, "delivery id"},
 		{"6 MiB body", signed, signedRequest("push", "big-1", fixtureSecret, big), http.StatusRequestEntityTooLarge, "larger than"},
 		{"6 MiB body without Content-Length", signed, chunked(big), http.StatusRequestEntityTooLarge, "larger than"},

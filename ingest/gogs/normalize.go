@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
+	"github.com/goccy/go-json/jsontext"
+	jsonv2 "github.com/goccy/go-json/v2"
 	"github.com/google/uuid"
 
 	"github.com/forgebus/forgebus/schemas"
@@ -315,25 +317,85 @@ func known(data any, repo *schemas.Repository, sender *schemas.User, subject str
 	return payload{data: data, repository: repo, sender: sender, subject: subject}, nil
 }
 
-// unmarshal decodes a JSON object into v. Its errors say where the payload
-// is wrong, never what it holds there.
+// eventMembers are the top-level members each known event's payload has and
+// no other event's payload has all of, as real Gogs deliveries show. The
+// signature does not cover X-Gogs-Event, so a payload without them is not
+// that event, whatever the header says.
+var eventMembers = map[string][]string{
+	schemas.EventPush:         {"ref", "before", "after", "commits"},
+	schemas.EventCreate:       {"ref", "ref_type", "default_branch"},
+	schemas.EventDelete:       {"ref", "ref_type", "pusher_type"},
+	schemas.EventFork:         {"forkee"},
+	schemas.EventIssues:       {"action", "number", "issue"},
+	schemas.EventIssueComment: {"action", "issue", "comment"},
+	schemas.EventPullRequest:  {"action", "number", "pull_request"},
+	schemas.EventRelease:      {"action", "release"},
+}
+
+// unmarshal decodes a JSON object into v with exact, case-sensitive member
+// names, refusing a name given twice in any object and, for a known event,
+// a payload that lacks one of its [eventMembers]. Its errors say where the
+// payload is wrong, never what it holds there.
 func unmarshal(event string, raw []byte, v any) error {
 	if i := bytes.IndexFunc(raw, notSpace); i < 0 || raw[i] != '{' {
 		return fmt.Errorf("%w: %s payload is not a JSON object", ErrMalformed, event)
 	}
-	err := json.Unmarshal(raw, v)
+	if want, ok := eventMembers[event]; ok {
+		if err := checkMembers(event, raw, want); err != nil {
+			return err
+		}
+	}
+	err := jsonv2.Unmarshal(raw, v)
 	if err == nil {
 		return nil
 	}
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Errorf("%w: %s payload is not valid JSON (offset %d)", ErrMalformed, event, se.Offset)
-	case errors.As(err, &te):
-		return fmt.Errorf("%w: %s payload: %.100q has the wrong JSON type", ErrMalformed, event, te.Field)
+	return decodeError(event, err)
+}
+
+// checkMembers reports an error unless the top-level object raw has every
+// member named in want.
+func checkMembers(event string, raw []byte, want []string) error {
+	var seen uint64 // bit i: want[i] is present
+	dec := jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if _, err := dec.ReadToken(); err != nil {
+		return decodeError(event, err)
 	}
-	return fmt.Errorf("%w: %s payload does not decode (a time or number out of range?)", ErrMalformed, event)
+	for dec.PeekKind() == '"' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return decodeError(event, err)
+		}
+		for i, w := range want {
+			if name.String() == w {
+				seen |= 1 << i
+			}
+		}
+		if err := dec.SkipValue(); err != nil {
+			return decodeError(event, err)
+		}
+	}
+	for i, w := range want {
+		if seen&(1<<i) == 0 {
+			return fmt.Errorf("%w: payload has no %q member: not a %s payload", ErrMalformed, w, event)
+		}
+	}
+	return nil
+}
+
+// decodeError turns a decoder's error into an ErrMalformed naming the place
+// (a JSON pointer to member names, never to a value) and not the content.
+func decodeError(event string, err error) error {
+	var se *jsontext.SyntacticError
+	var te *jsonv2.SemanticError
+	switch {
+	case errors.As(err, &se) && errors.Is(se.Err, jsontext.ErrDuplicateName):
+		return fmt.Errorf("%w: %s payload has a member name twice at %.100q", ErrMalformed, event, se.JSONPointer)
+	case errors.As(err, &se):
+		return fmt.Errorf("%w: %s payload is not valid JSON (offset %d)", ErrMalformed, event, se.ByteOffset)
+	case errors.As(err, &te):
+		return fmt.Errorf("%w: %s payload: %.100q has the wrong JSON type or is out of range", ErrMalformed, event, te.JSONPointer)
+	}
+	return fmt.Errorf("%w: %s payload does not decode", ErrMalformed, event)
 }
 
 func notSpace(r rune) bool { return r != ' ' && r != '\t' && r != '\n' && r != '\r' }

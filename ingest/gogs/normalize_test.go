@@ -60,7 +60,7 @@ func TestNormalize(t *testing.T) {
 		{
 			name: "branch deleted",
 			in: with(func(in *Input) {
-				in.Payload = []byte(`{"ref":"refs/heads/x","before":"abcd","after":"0000000000000000000000000000000000000000",` + minimalRepo + `}`)
+				in.Payload = []byte(`{"ref":"refs/heads/x","before":"abcd","after":"0000000000000000000000000000000000000000","commits":null,` + minimalRepo + `}`)
 			}),
 			wantSubject: "forge.git%2Eexample.push.acme.widgets",
 			check: func(t *testing.T, n Normalized) {
@@ -137,7 +137,7 @@ func TestNormalize(t *testing.T) {
 			name: "owner and repo names are escaped in the subject",
 			in: with(func(in *Input) {
 				in.Source = "x"
-				in.Payload = []byte(`{"ref":"refs/heads/a.b","repository":{"owner":{"login":"a.b"},"name":"c*d >"},"sender":{"login":"s"}}`)
+				in.Payload = []byte(`{"ref":"refs/heads/a.b","before":"1","after":"2","commits":[],"repository":{"owner":{"login":"a.b"},"name":"c*d >"},"sender":{"login":"s"}}`)
 			}),
 			wantSubject: "forge.git%2Eexample.push.a%2Eb.c%2Ad%20%3E",
 		},
