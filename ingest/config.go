@@ -24,9 +24,10 @@ type Config struct {
 	// new one at once. An empty secret is an error.
 	Secrets [][]byte
 	// AllowUnsigned accepts deliveries with an empty or missing
-	// X-Gogs-Signature (a hook with no secret). A signature that is present
-	// but matches no secret is still rejected. With no secret configured,
-	// [NewHandler] fails unless this is true.
+	// X-Gogs-Signature (a hook with no secret), but only while no secret is
+	// configured: with one, an unsigned delivery is refused whatever this
+	// says. A signature that is present but matches no secret is rejected.
+	// With no secret configured, [NewHandler] fails unless this is true.
 	AllowUnsigned bool
 	// MaxBodyBytes caps a delivery's body; default 5 MiB.
 	MaxBodyBytes int64

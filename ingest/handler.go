@@ -239,8 +239,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // it does not pass. It reports whether to go on.
 func (h *Handler) verify(w http.ResponseWriter, req *request, payload []byte, sig string) bool {
 	switch {
-	case sig == "" && h.cfg.AllowUnsigned:
-		return true
+	case sig == "" && h.cfg.AllowUnsigned && len(h.cfg.Secrets) == 0:
+		return true // with a secret configured, unsigned is never a downgrade path
 	case sig == "":
 		h.fail(w, req, http.StatusUnauthorized, "missing signature: this endpoint requires "+HeaderSignature, gogs.ErrMissingSignature)
 		return false

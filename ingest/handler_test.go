@@ -314,23 +314,26 @@ func TestRejects(t *testing.T) {
 	}
 }
 
-// TestUnsignedAllowed: with AllowUnsigned and a secret, an unsigned delivery
-// is accepted and a signed one still verified.
-func TestUnsignedAllowed(t *testing.T) {
+// TestUnsignedRefusedWithSecrets: once a secret is configured, a delivery
+// without a signature is 401 even with AllowUnsigned, so that the setting
+// cannot silently downgrade a signed hook; a signed one is still verified.
+func TestUnsignedRefusedWithSecrets(t *testing.T) {
 	b := newBroker(t)
 	h := newHandler(t, Config{Secrets: [][]byte{[]byte(fixtureSecret)}, AllowUnsigned: true}, b.js)
-	for _, name := range []string{"unsigned-issues-opened", "issues-opened"} {
-		if resp := serve(t, h, loadFixture(t, name).request()); resp.Code != http.StatusAccepted {
-			t.Fatalf("%s: status %d %s, want 202", name, resp.Code, resp.Raw)
-		}
+	resp := serve(t, h, loadFixture(t, "unsigned-issues-opened").request())
+	if resp.Code != http.StatusUnauthorized || !strings.Contains(resp.Error, "missing signature") {
+		t.Fatalf("unsigned with a secret configured: %d %s, want 401 missing signature", resp.Code, resp.Raw)
+	}
+	if resp := serve(t, h, loadFixture(t, "issues-opened").request()); resp.Code != http.StatusAccepted {
+		t.Fatalf("signed: status %d %s, want 202", resp.Code, resp.Raw)
 	}
 	r := loadFixture(t, "issues-closed").request()
 	r.Header.Set(HeaderSignature, sign("wrong", nil))
 	if resp := serve(t, h, r); resp.Code != http.StatusUnauthorized {
 		t.Fatalf("wrong signature: status %d %s, want 401", resp.Code, resp.Raw)
 	}
-	if got := b.count(t); got != 2 {
-		t.Errorf("stream has %d messages, want 2", got)
+	if got := b.count(t); got != 1 {
+		t.Errorf("stream has %d messages, want 1", got)
 	}
 }
 

@@ -116,7 +116,10 @@ func newIngestService(p *platform.Platform) (*ingestService, error) {
 		s.close()
 		return nil, usage(fmt.Errorf("ingest: %w", err))
 	}
-	if cfg.Gogs.AllowUnsigned {
+	switch {
+	case cfg.Gogs.AllowUnsigned && len(cfg.Gogs.Secrets) > 0:
+		log.Warn().Msg("FORGEBUS_ALLOW_UNSIGNED is ignored: secrets are configured, so deliveries without a signature are refused")
+	case cfg.Gogs.AllowUnsigned:
 		log.Warn().Msg("FORGEBUS_ALLOW_UNSIGNED is on: deliveries without a signature are accepted")
 	}
 	s.mux = p.Mux()
