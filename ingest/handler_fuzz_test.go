@@ -105,9 +105,19 @@ func FuzzHandler(f *testing.F) {
 				t.Fatalf("%s: status %d but published=%v", tc.name, resp.Code, msg != nil)
 			case msg == nil && !resp.hasErrorKV:
 				t.Fatalf("%s: error answer %s has no error field", tc.name, resp.Raw)
-			case msg != nil && (msg.Header.Get(jetstream.MsgIDHeader) != "fuzz-delivery" || msg.Subject != resp.Subject):
+			case msg != nil && (msg.Header.Get(jetstream.MsgIDHeader) != PayloadMsgID(mustPayload(t, contentType, body)) || msg.Subject != resp.Subject || resp.ID != "fuzz-delivery"):
 				t.Fatalf("%s: published %q on %q, answered %s", tc.name, msg.Header.Get(jetstream.MsgIDHeader), msg.Subject, resp.Raw)
 			}
 		}
 	})
+}
+
+// mustPayload is the signed payload of a body the handler accepted.
+func mustPayload(t *testing.T, contentType string, body []byte) []byte {
+	t.Helper()
+	p, err := gogs.ExtractPayload(contentType, body)
+	if err != nil {
+		t.Fatalf("accepted a body whose payload does not extract: %v", err)
+	}
+	return p
 }

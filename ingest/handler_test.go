@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +24,7 @@ func TestFixtures(t *testing.T) {
 	open := newHandler(t, Config{AllowUnsigned: true}, b.js)
 
 	fixtures := loadFixtures(t)
-	stored := map[string]*fixture{} // delivery id -> first fixture that stored it
+	stored := map[string]*fixture{} // Nats-Msg-Id (signed payload) -> first fixture that stored it
 	seqOf := map[string]uint64{}
 	for _, f := range fixtures {
 		t.Run(f.Name, func(t *testing.T) {
@@ -45,29 +44,34 @@ func TestFixtures(t *testing.T) {
 			if resp.Code != http.StatusAccepted {
 				t.Fatalf("status %d %s, want 202", resp.Code, resp.Raw)
 			}
-			if resp.ID != f.delivery() || resp.StreamSeq == 0 || resp.Spooled {
-				t.Fatalf("202 body %s: want id %s, a stream_seq, not spooled", resp.Raw, f.delivery())
+			key := PayloadMsgID(f.payload(t))
+			first, seen := stored[key]
+			wantID := f.delivery()
+			if seen {
+				wantID = first.delivery()
 			}
-			first, seen := stored[f.delivery()]
+			if resp.ID != wantID || resp.StreamSeq == 0 || resp.Spooled {
+				t.Fatalf("202 body %s: want id %s, a stream_seq, not spooled", resp.Raw, wantID)
+			}
 			if resp.Duplicate != seen {
-				t.Fatalf("duplicate = %v, want %v (delivery id already stored by %v)", resp.Duplicate, seen, first)
+				t.Fatalf("duplicate = %v, want %v (payload already stored by %v)", resp.Duplicate, seen, first)
 			}
 			if seen {
-				if resp.StreamSeq != seqOf[f.delivery()] {
-					t.Errorf("duplicate stream_seq %d, want the first one's %d", resp.StreamSeq, seqOf[f.delivery()])
+				if resp.StreamSeq != seqOf[key] {
+					t.Errorf("duplicate stream_seq %d, want the first one's %d", resp.StreamSeq, seqOf[key])
 				}
 				return
 			}
-			stored[f.delivery()] = f
-			seqOf[f.delivery()] = resp.StreamSeq
+			stored[key] = f
+			seqOf[key] = resp.StreamSeq
 			checkStored(t, b, f, resp)
 		})
 	}
 	if len(stored) >= len(fixtures) {
-		t.Errorf("%d fixtures, %d unique delivery ids: want the redelivery to repeat one", len(fixtures), len(stored))
+		t.Errorf("%d fixtures, %d unique payloads: want the redelivery and the other hooks to repeat some", len(fixtures), len(stored))
 	}
 	if got := b.count(t); got != uint64(len(stored)) {
-		t.Errorf("stream holds %d messages, want one per unique delivery id: %d", got, len(stored))
+		t.Errorf("stream holds %d messages, want one per unique signed payload: %d", got, len(stored))
 	}
 }
 
@@ -76,14 +80,7 @@ func TestFixtures(t *testing.T) {
 func checkStored(t *testing.T, b *broker, f *fixture, resp response) {
 	t.Helper()
 	m := b.msg(t, resp.StreamSeq)
-	payload := f.Body
-	if strings.HasPrefix(f.Headers["Content-Type"], "application/x-www-form-urlencoded") {
-		form, err := url.ParseQuery(string(f.Body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		payload = []byte(form.Get("payload"))
-	}
+	payload := f.payload(t)
 	var raw struct {
 		Repository struct {
 			Name  string `json:"name"`
@@ -102,8 +99,8 @@ func checkStored(t *testing.T, b *broker, f *fixture, resp response) {
 	if m.Subject != wantSubject || resp.Subject != wantSubject {
 		t.Errorf("subject stored %q, answered %q, want %q", m.Subject, resp.Subject, wantSubject)
 	}
-	if got := m.Header.Get(jetstream.MsgIDHeader); got != f.delivery() {
-		t.Errorf("Nats-Msg-Id = %q, want X-Gogs-Delivery %q", got, f.delivery())
+	if got, want := m.Header.Get(jetstream.MsgIDHeader), "sha256:"+sha256Hex(payload); got != want {
+		t.Errorf("Nats-Msg-Id = %q, want the signed payload's %q", got, want)
 	}
 	if got := m.Header.Get(MsgHeaderEvent); got != f.event() {
 		t.Errorf("%s = %q, want %q", MsgHeaderEvent, got, f.event())
@@ -408,8 +405,8 @@ func TestBrokerDown(t *testing.T) {
 	if got := b.count(t); got != 1 {
 		t.Errorf("stream has %d messages, want 1: the 503'd delivery must not be stored", got)
 	}
-	if m := b.msg(t, last.StreamSeq); m.Header.Get(jetstream.MsgIDHeader) != next.delivery() {
-		t.Errorf("stored %q, want %q", m.Header.Get(jetstream.MsgIDHeader), next.delivery())
+	if m := b.msg(t, last.StreamSeq); m.Header.Get(jetstream.MsgIDHeader) != PayloadMsgID(next.payload(t)) || last.ID != next.delivery() {
+		t.Errorf("stored %q as %s, want %q as %s", m.Header.Get(jetstream.MsgIDHeader), last.ID, PayloadMsgID(next.payload(t)), next.delivery())
 	}
 }
 
