@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/forgebus/forgebus/ingest/gogs"
@@ -82,6 +82,9 @@ type Handler struct {
 
 	eventsMu sync.Mutex
 	events   jetstream.Stream // FORGE_EVENTS, once looked up
+
+	inFlight atomic.Int64 // requests being handled
+	buffers  budget       // body bytes held by all requests
 }
 
 // connector is implemented by jetstream.JetStream.
@@ -127,6 +130,7 @@ func NewHandler(cfg Config, pub Publisher, log zerolog.Logger, opts ...Option) (
 		pub:        pub,
 		log:        log,
 		retryAfter: strconv.FormatInt(max(secs, 1), 10),
+		buffers:    budget{limit: cfg.MaxBufferedBytes},
 	}
 	if c, ok := pub.(connector); ok {
 		h.conn = c.Conn()
@@ -139,12 +143,6 @@ func NewHandler(cfg Config, pub Publisher, log zerolog.Logger, opts ...Option) (
 	}
 	return h, nil
 }
-
-// bufPool holds request body buffers; buffers past maxPooledBuf are dropped
-// so that one huge body does not pin its memory.
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-const maxPooledBuf = 1 << 20
 
 // maxHeaderBytes is room kept for the message's headers and subject when an
 // event's size is checked against the broker's max payload.
@@ -181,6 +179,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logRequest(&req)
 	}()
 
+	// Bounded before anything else: a request holds a slot from here until
+	// it is answered, whether or not its body ever comes.
+	if n := h.inFlight.Add(1); n > int64(h.cfg.MaxInFlight) {
+		h.inFlight.Add(-1)
+		w.Header().Set("Retry-After", h.retryAfter)
+		h.fail(w, &req, http.StatusServiceUnavailable, "too many requests in flight, retry later", errTooManyInFlight)
+		return
+	}
+	defer h.inFlight.Add(-1)
+
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		h.fail(w, &req, http.StatusMethodNotAllowed, "method not allowed: use POST", nil)
@@ -201,29 +209,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= maxPooledBuf {
-			bufPool.Put(buf)
-		}
-	}()
-	if r.ContentLength > 0 {
-		// ReadFrom wants MinRead free to see EOF. A claimed length beyond
-		// maxPooledBuf is not trusted with an allocation up front.
-		buf.Grow(int(min(r.ContentLength, maxPooledBuf)) + bytes.MinRead)
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
-	req.bytes = buf.Len()
+	buf := bodyBuf{bud: &h.buffers}
+	defer buf.release()
+	err := buf.readFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), h.cfg.MaxBodyBytes)
+	req.bytes = len(buf.b)
 	if err != nil {
-		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) || errors.Is(err, errBodyTooLarge) {
 			h.failTooLarge(w, &req)
+			return
+		}
+		if errors.Is(err, errBusyBuffers) {
+			w.Header().Set("Retry-After", h.retryAfter)
+			h.fail(w, &req, http.StatusServiceUnavailable, "too many request bodies buffered, retry later", err)
 			return
 		}
 		h.fail(w, &req, http.StatusBadRequest, "cannot read the request body", fmt.Errorf("read body: %w", err))
 		return
 	}
-	body := buf.Bytes()
+	body := buf.b
 	h.metrics.body(len(body))
 
 	payload, err := gogs.ExtractPayload(ct, body)
@@ -422,6 +425,7 @@ var (
 	errTooLargeForBroker = errors.New("event exceeds the broker's max payload")
 	errNotConnected      = errors.New("not connected to NATS")
 	errNoLookup          = errors.New("publisher cannot read stored events")
+	errTooManyInFlight   = errors.New("requests in flight at their bound")
 )
 
 // logRequest writes the request's one log line: info for 2xx, warn for 4xx

@@ -104,13 +104,15 @@ func newIngestService(p *platform.Platform) (*ingestService, error) {
 		opts = append(opts, ingest.WithSpool(spooler{sp}))
 	}
 	h, err := ingest.NewHandler(ingest.Config{
-		Secrets:        cfg.SecretBytes(),
-		AllowUnsigned:  cfg.Gogs.AllowUnsigned,
-		MaxBodyBytes:   int64(cfg.Ingest.MaxBodyBytes),
-		PublishTimeout: cfg.Ingest.PublishTimeout,
-		RetryAfter:     cfg.Ingest.RetryAfter,
-		Instance:       cfg.Instance,
-		Source:         cfg.Source(),
+		Secrets:          cfg.SecretBytes(),
+		AllowUnsigned:    cfg.Gogs.AllowUnsigned,
+		MaxBodyBytes:     int64(cfg.Ingest.MaxBodyBytes),
+		MaxInFlight:      cfg.Ingest.MaxInFlight,
+		MaxBufferedBytes: int64(cfg.Ingest.MaxBufferedBytes),
+		PublishTimeout:   cfg.Ingest.PublishTimeout,
+		RetryAfter:       cfg.Ingest.RetryAfter,
+		Instance:         cfg.Instance,
+		Source:           cfg.Source(),
 	}, p.Broker.JS, log, opts...)
 	if err != nil {
 		s.close()
