@@ -182,6 +182,9 @@ func TestNewHandlerConfig(t *testing.T) {
 		{"publish timeout past Gogs' patience", Config{Secrets: [][]byte{[]byte("s")}, PublishTimeout: 15 * time.Second}, b.js, ErrInvalidConfig},
 		{"negative publish timeout", Config{Secrets: [][]byte{[]byte("s")}, PublishTimeout: -time.Second}, b.js, ErrInvalidConfig},
 		{"negative retry after", Config{Secrets: [][]byte{[]byte("s")}, RetryAfter: -time.Second}, b.js, ErrInvalidConfig},
+		{"negative in-flight bound", Config{Secrets: [][]byte{[]byte("s")}, MaxInFlight: -1}, b.js, ErrInvalidConfig},
+		{"body buffers below one body", Config{Secrets: [][]byte{[]byte("s")}, MaxBodyBytes: 1 << 20, MaxBufferedBytes: 1 << 20}, b.js, ErrInvalidConfig},
+		{"large body cap raises the default buffers", Config{Secrets: [][]byte{[]byte("s")}, MaxBodyBytes: 100 << 20}, b.js, nil},
 		{"no publisher", signedConfig("s"), nil, ErrNoPublisher},
 	}
 	for _, tt := range tests {
