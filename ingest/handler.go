@@ -195,7 +195,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ct := r.Header.Get("Content-Type")
-	if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != gogs.MediaJSON && mt != gogs.MediaForm) {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != gogs.MediaJSON && mt != gogs.MediaForm) {
 		h.fail(w, &req, http.StatusUnsupportedMediaType,
 			"unsupported content type: want "+gogs.MediaJSON+" or "+gogs.MediaForm, gogs.ErrUnsupportedMediaType)
 		return
@@ -211,7 +212,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	buf := bodyBuf{bud: &h.buffers}
 	defer buf.release()
-	err := buf.readFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), h.cfg.MaxBodyBytes)
+	err = buf.readFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), h.cfg.MaxBodyBytes)
 	req.bytes = len(buf.b)
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) || errors.Is(err, errBodyTooLarge) {
@@ -269,7 +270,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req.deliveryID = n.Envelope.ID
 	req.repo = n.Envelope.Repo
 	req.subject = n.Subject
-	h.store(r.Context(), w, &req, &n, PayloadMsgID(payload))
+	// A JSON body is the signed payload: its hash is already computed.
+	msgID := "sha256:" + n.Envelope.BodySHA256
+	if mt != gogs.MediaJSON {
+		msgID = PayloadMsgID(payload)
+	}
+	h.store(r.Context(), w, &req, &n, msgID)
 }
 
 // verify checks the signature on the extracted payload and answers 401 when

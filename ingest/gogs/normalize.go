@@ -340,46 +340,59 @@ func unmarshal(event string, raw []byte, v any) error {
 	if i := bytes.IndexFunc(raw, notSpace); i < 0 || raw[i] != '{' {
 		return fmt.Errorf("%w: %s payload is not a JSON object", ErrMalformed, event)
 	}
-	if want, ok := eventMembers[event]; ok {
-		if err := checkMembers(event, raw, want); err != nil {
-			return err
-		}
-	}
-	err := jsonv2.Unmarshal(raw, v)
-	if err == nil {
-		return nil
-	}
-	return decodeError(event, err)
-}
-
-// checkMembers reports an error unless the top-level object raw has every
-// member named in want.
-func checkMembers(event string, raw []byte, want []string) error {
-	var seen uint64 // bit i: want[i] is present
-	dec := jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
-	if _, err := dec.ReadToken(); err != nil {
+	if err := jsonv2.Unmarshal(raw, v); err != nil {
 		return decodeError(event, err)
 	}
-	for dec.PeekKind() == '"' {
-		name, err := dec.ReadToken()
-		if err != nil {
-			return decodeError(event, err)
-		}
-		for i, w := range want {
-			if name.String() == w {
-				seen |= 1 << i
-			}
-		}
-		if err := dec.SkipValue(); err != nil {
-			return decodeError(event, err)
-		}
-	}
-	for i, w := range want {
-		if seen&(1<<i) == 0 {
-			return fmt.Errorf("%w: payload has no %q member: not a %s payload", ErrMalformed, w, event)
+	if want, ok := eventMembers[event]; ok {
+		if m := missingMember(raw, want); m != "" {
+			return fmt.Errorf("%w: payload has no %q member: not a %s payload", ErrMalformed, m, event)
 		}
 	}
 	return nil
+}
+
+// missingMember returns the first name in want that is not a member of the
+// top-level object raw, or "". raw must be valid JSON (the decoder has
+// checked it); names are compared as written, so an escaped one does not
+// count.
+func missingMember(raw []byte, want []string) string {
+	var seen uint64 // bit i: want[i] is present
+	depth, nameNext := 0, false
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '"':
+			j := i + 1
+			for ; j < len(raw) && raw[j] != '"'; j++ {
+				if raw[j] == '\\' {
+					j++
+				}
+			}
+			if depth == 1 && nameNext {
+				for k, w := range want {
+					if string(raw[i+1:min(j, len(raw))]) == w {
+						seen |= 1 << k
+					}
+				}
+				nameNext = false
+			}
+			i = j
+		case '{':
+			depth++
+			nameNext = depth == 1
+		case '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			nameNext = depth == 1
+		}
+	}
+	for k, w := range want {
+		if seen&(1<<k) == 0 {
+			return w
+		}
+	}
+	return ""
 }
 
 // decodeError turns a decoder's error into an ErrMalformed naming the place

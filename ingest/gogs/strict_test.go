@@ -45,3 +45,27 @@ func TestStrictKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestMissingMember: only a top-level member name counts, not a nested
+// one, a string value or text inside a string.
+func TestMissingMember(t *testing.T) {
+	want := []string{"ref", "pusher_type"}
+	tests := []struct {
+		raw, missing string
+	}{
+		{`{"ref":"x","pusher_type":"user"}`, ""},
+		{`{"ref":"pusher_type"}`, "pusher_type"},
+		{`{"ref":"x","sender":{"pusher_type":"user"}}`, "pusher_type"},
+		{`{"ref":"x","a":[{"pusher_type":1}]}`, "pusher_type"},
+		{`{"ref":"a\",\"pusher_type\":\"b"}`, "pusher_type"},
+		{`{"a":"\\","ref":1,"pusher_type":2}`, ""},
+		{`{"\u0072ef":"x","pusher_type":"user"}`, "ref"},
+		{`{"REF":"x","pusher_type":"user"}`, "ref"},
+		{` { "ref" : 1 , "pusher_type" : [ ] } `, ""},
+	}
+	for _, tt := range tests {
+		if got := missingMember([]byte(tt.raw), want); got != tt.missing {
+			t.Errorf("missingMember(%s) = %q, want %q", tt.raw, got, tt.missing)
+		}
+	}
+}
