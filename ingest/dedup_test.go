@@ -1,9 +1,11 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +13,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/ingest/spool"
@@ -148,5 +152,36 @@ func forward(t *testing.T, sp *spool.Spool, js jetstream.JetStream) {
 	<-done
 	if sp.Depth() > 0 {
 		t.Fatalf("spool still holds %d entries", sp.Depth())
+	}
+}
+
+// dupPublisher acks every publish as a duplicate of seq 7 and cannot read
+// stored events, as a connection without the rights to would.
+type dupPublisher struct{}
+
+func (dupPublisher) PublishMsg(context.Context, *nats.Msg, ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	return &jetstream.PubAck{Stream: "FORGE_EVENTS", Sequence: 7, Duplicate: true}, nil
+}
+
+// TestDuplicateStoredEventUnreadable: when the stored event cannot be read
+// back, the duplicate is still 202 duplicate with the acked sequence, and is
+// counted and logged as of kind unknown.
+func TestDuplicateStoredEventUnreadable(t *testing.T) {
+	var out bytes.Buffer
+	m := NewMetrics(prometheus.NewRegistry())
+	h, err := NewHandler(signedConfig(fixtureSecret), dupPublisher{}, zerolog.New(&out), WithMetrics(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := loadFixture(t, "push-multi-commit")
+	resp := serve(t, h, f.request())
+	if resp.Code != http.StatusAccepted || !resp.Duplicate || resp.StreamSeq != 7 || resp.ID != f.delivery() {
+		t.Fatalf("%d %s, want 202 duplicate at seq 7 with its own id", resp.Code, resp.Raw)
+	}
+	if !strings.Contains(out.String(), `"duplicate_of":"unknown"`) {
+		t.Errorf("log line does not say the kind is unknown: %s", out.String())
+	}
+	if got := testutil.ToFloat64(m.duplicates.WithLabelValues(dupUnknown)); got != 1 {
+		t.Errorf("duplicates{kind=unknown} = %v, want 1", got)
 	}
 }
