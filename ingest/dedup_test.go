@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/ingest/spool"
@@ -168,7 +167,8 @@ func (dupPublisher) PublishMsg(context.Context, *nats.Msg, ...jetstream.PublishO
 // counted and logged as of kind unknown.
 func TestDuplicateStoredEventUnreadable(t *testing.T) {
 	var out bytes.Buffer
-	m := NewMetrics(prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
 	h, err := NewHandler(signedConfig(fixtureSecret), dupPublisher{}, zerolog.New(&out), WithMetrics(m))
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +181,7 @@ func TestDuplicateStoredEventUnreadable(t *testing.T) {
 	if !strings.Contains(out.String(), `"duplicate_of":"unknown"`) {
 		t.Errorf("log line does not say the kind is unknown: %s", out.String())
 	}
-	if got := testutil.ToFloat64(m.duplicates.WithLabelValues(dupUnknown)); got != 1 {
+	if got := gathered(t, reg)[`forgebus_ingest_duplicates_total{kind="unknown"}`]; got != 1 {
 		t.Errorf("duplicates{kind=unknown} = %v, want 1", got)
 	}
 }
