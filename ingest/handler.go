@@ -1,14 +1,17 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/forgebus/forgebus/ingest/gogs"
@@ -26,7 +29,7 @@ const (
 )
 
 // Headers of every message the handler publishes, besides
-// [jetstream.MsgIDHeader] (the event id, which is the delivery id).
+// [jetstream.MsgIDHeader] ([PayloadMsgID] of the signed payload).
 const (
 	// MsgHeaderEvent carries the Gogs event name ("push", ...), so a
 	// consumer can route without decoding the body.
@@ -44,8 +47,8 @@ type Publisher interface {
 }
 
 // Spooler keeps deliveries on local disk while JetStream cannot take them;
-// something else drains it to JetStream in order, with msgID as
-// Nats-Msg-Id. Append must not return before the entry is durable, and
+// something else drains it to JetStream in order, with msgID (the
+// [PayloadMsgID]) as Nats-Msg-Id. Append must not return before the entry is durable, and
 // returns an error wrapping [ErrSpoolFull] when it has no room. Depth is the
 // number of entries waiting.
 type Spooler interface {
@@ -75,10 +78,39 @@ type Handler struct {
 	spool      Spooler
 	retryAfter string     // Retry-After value, whole seconds
 	conn       *nats.Conn // pub's connection, when it tells it
+	streams    streamer   // pub, when it can look up a stored event
+
+	eventsMu sync.Mutex
+	events   jetstream.Stream // FORGE_EVENTS, once looked up
+
+	inFlight atomic.Int64 // requests being handled
+	buffers  budget       // body bytes held by all requests
 }
 
 // connector is implemented by jetstream.JetStream.
 type connector interface{ Conn() *nats.Conn }
+
+// streamer is implemented by jetstream.JetStream: through it the handler
+// reads the stored event a duplicate ack points to.
+type streamer interface {
+	Stream(ctx context.Context, name string) (jetstream.Stream, error)
+}
+
+// Kinds of duplicate, as the log line and the metric name them.
+const (
+	dupDelivery = "delivery" // the same delivery id: a redelivery
+	dupPayload  = "payload"  // the same signed payload under another delivery id
+	dupUnknown  = "unknown"  // the stored event could not be read
+)
+
+// PayloadMsgID is the Nats-Msg-Id of a delivery: the SHA-256 of its signed
+// payload (the bytes the signature covers). JetStream's duplicate window
+// then drops the copies Gogs sends to each matching hook, a redelivery and a
+// replay under a fresh delivery id alike, whether published or spooled.
+func PayloadMsgID(payload []byte) string {
+	sum := sha256.Sum256(payload)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
 
 // NewHandler returns a handler that publishes with pub. Zero fields of cfg
 // take their defaults; it fails with [ErrNoSecret] when there is no secret
@@ -98,21 +130,19 @@ func NewHandler(cfg Config, pub Publisher, log zerolog.Logger, opts ...Option) (
 		pub:        pub,
 		log:        log,
 		retryAfter: strconv.FormatInt(max(secs, 1), 10),
+		buffers:    budget{limit: cfg.MaxBufferedBytes},
 	}
 	if c, ok := pub.(connector); ok {
 		h.conn = c.Conn()
+	}
+	if s, ok := pub.(streamer); ok {
+		h.streams = s
 	}
 	for _, o := range opts {
 		o(h)
 	}
 	return h, nil
 }
-
-// bufPool holds request body buffers; buffers past maxPooledBuf are dropped
-// so that one huge body does not pin its memory.
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-const maxPooledBuf = 1 << 20
 
 // maxHeaderBytes is room kept for the message's headers and subject when an
 // event's size is checked against the broker's max payload.
@@ -132,6 +162,8 @@ type request struct {
 	subject    string
 	streamSeq  uint64
 	duplicate  bool
+	dupKind    string // set on a duplicate: dupDelivery, dupPayload or dupUnknown
+	storedID   string // the stored event's id, on a payload duplicate
 	spooled    bool
 	err        error
 }
@@ -147,13 +179,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logRequest(&req)
 	}()
 
+	// Bounded before anything else: a request holds a slot from here until
+	// it is answered, whether or not its body ever comes.
+	if n := h.inFlight.Add(1); n > int64(h.cfg.MaxInFlight) {
+		h.inFlight.Add(-1)
+		w.Header().Set("Retry-After", h.retryAfter)
+		h.fail(w, &req, http.StatusServiceUnavailable, "too many requests in flight, retry later", errTooManyInFlight)
+		return
+	}
+	defer h.inFlight.Add(-1)
+
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		h.fail(w, &req, http.StatusMethodNotAllowed, "method not allowed: use POST", nil)
 		return
 	}
 	ct := r.Header.Get("Content-Type")
-	if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != gogs.MediaJSON && mt != gogs.MediaForm) {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != gogs.MediaJSON && mt != gogs.MediaForm) {
 		h.fail(w, &req, http.StatusUnsupportedMediaType,
 			"unsupported content type: want "+gogs.MediaJSON+" or "+gogs.MediaForm, gogs.ErrUnsupportedMediaType)
 		return
@@ -167,29 +210,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= maxPooledBuf {
-			bufPool.Put(buf)
-		}
-	}()
-	if r.ContentLength > 0 {
-		// ReadFrom wants MinRead free to see EOF. A claimed length beyond
-		// maxPooledBuf is not trusted with an allocation up front.
-		buf.Grow(int(min(r.ContentLength, maxPooledBuf)) + bytes.MinRead)
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
-	req.bytes = buf.Len()
+	buf := bodyBuf{bud: &h.buffers}
+	defer buf.release()
+	err = buf.readFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), h.cfg.MaxBodyBytes)
+	req.bytes = len(buf.b)
 	if err != nil {
-		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) || errors.Is(err, errBodyTooLarge) {
 			h.failTooLarge(w, &req)
+			return
+		}
+		if errors.Is(err, errBusyBuffers) {
+			w.Header().Set("Retry-After", h.retryAfter)
+			h.fail(w, &req, http.StatusServiceUnavailable, "too many request bodies buffered, retry later", err)
 			return
 		}
 		h.fail(w, &req, http.StatusBadRequest, "cannot read the request body", fmt.Errorf("read body: %w", err))
 		return
 	}
-	body := buf.Bytes()
+	body := buf.b
 	h.metrics.body(len(body))
 
 	payload, err := gogs.ExtractPayload(ct, body)
@@ -232,15 +270,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req.deliveryID = n.Envelope.ID
 	req.repo = n.Envelope.Repo
 	req.subject = n.Subject
-	h.store(r.Context(), w, &req, &n)
+	// A JSON body is the signed payload: its hash is already computed.
+	msgID := "sha256:" + n.Envelope.BodySHA256
+	if mt != gogs.MediaJSON {
+		msgID = PayloadMsgID(payload)
+	}
+	h.store(r.Context(), w, &req, &n, msgID)
 }
 
 // verify checks the signature on the extracted payload and answers 401 when
 // it does not pass. It reports whether to go on.
 func (h *Handler) verify(w http.ResponseWriter, req *request, payload []byte, sig string) bool {
 	switch {
-	case sig == "" && h.cfg.AllowUnsigned:
-		return true
+	case sig == "" && h.cfg.AllowUnsigned && len(h.cfg.Secrets) == 0:
+		return true // with a secret configured, unsigned is never a downgrade path
 	case sig == "":
 		h.fail(w, req, http.StatusUnauthorized, "missing signature: this endpoint requires "+HeaderSignature, gogs.ErrMissingSignature)
 		return false
@@ -259,7 +302,7 @@ func (h *Handler) verify(w http.ResponseWriter, req *request, payload []byte, si
 // store publishes the event and answers 202 after the ack; it spools the
 // event when the publish fails (or the spool is draining) and a spool is
 // configured, and answers 503 otherwise.
-func (h *Handler) store(rctx context.Context, w http.ResponseWriter, req *request, n *gogs.Normalized) {
+func (h *Handler) store(rctx context.Context, w http.ResponseWriter, req *request, n *gogs.Normalized, msgID string) {
 	// An event the broker would refuse for its size must not reach the
 	// spool either: it could never be forwarded, and would block the queue.
 	if h.conn != nil {
@@ -271,14 +314,14 @@ func (h *Handler) store(rctx context.Context, w http.ResponseWriter, req *reques
 		}
 	}
 	if h.spool != nil && h.spool.Depth() > 0 {
-		h.spoolOr503(w, req, n, errSpoolDraining)
+		h.spoolOr503(w, req, n, msgID, errSpoolDraining)
 		return
 	}
 	msg := &nats.Msg{
 		Subject: n.Subject,
 		Data:    n.JSON,
 		Header: nats.Header{
-			jetstream.MsgIDHeader: {n.Envelope.ID},
+			jetstream.MsgIDHeader: {msgID},
 			MsgHeaderEvent:        {req.event},
 			MsgHeaderContentType:  {MsgContentType},
 		},
@@ -286,7 +329,7 @@ func (h *Handler) store(rctx context.Context, w http.ResponseWriter, req *reques
 	// nats.go buffers what is published while it reconnects and sends it
 	// once reconnected: that would store a delivery answered with 503.
 	if h.conn != nil && !h.conn.IsConnected() {
-		h.spoolOr503(w, req, n, fmt.Errorf("publish %s: %w", n.Subject, errNotConnected))
+		h.spoolOr503(w, req, n, msgID, fmt.Errorf("publish %s: %w", n.Subject, errNotConnected))
 		return
 	}
 	// A client that hangs up does not abort the publish: its outcome must
@@ -294,28 +337,73 @@ func (h *Handler) store(rctx context.Context, w http.ResponseWriter, req *reques
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(rctx), h.cfg.PublishTimeout)
 	start := time.Now()
 	ack, err := h.pub.PublishMsg(ctx, msg, jetstream.WithExpectStream(schemas.StreamEvents))
-	cancel()
 	if err != nil {
-		h.metrics.published(time.Since(start).Seconds(), false)
-		h.spoolOr503(w, req, n, fmt.Errorf("publish %s: %w", n.Subject, err))
+		cancel()
+		h.metrics.published(time.Since(start).Seconds(), "")
+		h.spoolOr503(w, req, n, msgID, fmt.Errorf("publish %s: %w", n.Subject, err))
 		return
 	}
-	h.metrics.published(time.Since(start).Seconds(), ack.Duplicate)
+	id := n.Envelope.ID
+	if ack.Duplicate {
+		// The ack names the stored copy's sequence; its event id is the one
+		// to answer with, and tells a redelivery from another hook's copy.
+		stored, err := h.storedID(ctx, ack.Sequence)
+		switch {
+		case err != nil:
+			req.dupKind, req.err = dupUnknown, err
+		case stored == id:
+			req.dupKind = dupDelivery
+		default:
+			req.dupKind, req.storedID, id = dupPayload, stored, stored
+		}
+	}
+	cancel()
+	h.metrics.published(time.Since(start).Seconds(), req.dupKind)
 	req.streamSeq, req.duplicate = ack.Sequence, ack.Duplicate
 	h.respond(w, req, http.StatusAccepted, accepted{
-		ID: n.Envelope.ID, Subject: n.Subject, StreamSeq: ack.Sequence, Duplicate: ack.Duplicate,
+		ID: id, Subject: n.Subject, StreamSeq: ack.Sequence, Duplicate: ack.Duplicate,
 	})
+}
+
+// storedID reads the id of the event stored at seq in FORGE_EVENTS.
+func (h *Handler) storedID(ctx context.Context, seq uint64) (string, error) {
+	if h.streams == nil {
+		return "", errNoLookup
+	}
+	h.eventsMu.Lock()
+	s := h.events
+	h.eventsMu.Unlock()
+	if s == nil {
+		var err error
+		if s, err = h.streams.Stream(ctx, schemas.StreamEvents); err != nil {
+			return "", fmt.Errorf("look up stream %s: %w", schemas.StreamEvents, err)
+		}
+		h.eventsMu.Lock()
+		h.events = s
+		h.eventsMu.Unlock()
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		return "", fmt.Errorf("get stored event %d: %w", seq, err)
+	}
+	var ev struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(m.Data, &ev); err != nil || ev.ID == "" {
+		return "", fmt.Errorf("stored event %d has no id", seq)
+	}
+	return ev.ID, nil
 }
 
 // spoolOr503 writes the event to the spool and answers 202, or answers 503
 // when there is no spool or it cannot take the event. why is the reason it
 // was not published.
-func (h *Handler) spoolOr503(w http.ResponseWriter, req *request, n *gogs.Normalized, why error) {
+func (h *Handler) spoolOr503(w http.ResponseWriter, req *request, n *gogs.Normalized, msgID string, why error) {
 	if h.spool == nil {
 		h.fail503(w, req, why)
 		return
 	}
-	err := h.spool.Append(n.Envelope.ID, n.Subject, n.JSON)
+	err := h.spool.Append(msgID, n.Subject, n.JSON)
 	h.metrics.spool(err)
 	if err != nil {
 		h.fail503(w, req, errors.Join(why, fmt.Errorf("spool: %w", err)))
@@ -342,6 +430,8 @@ var (
 	// payload.
 	errTooLargeForBroker = errors.New("event exceeds the broker's max payload")
 	errNotConnected      = errors.New("not connected to NATS")
+	errNoLookup          = errors.New("publisher cannot read stored events")
+	errTooManyInFlight   = errors.New("requests in flight at their bound")
 )
 
 // logRequest writes the request's one log line: info for 2xx, warn for 4xx
@@ -371,6 +461,12 @@ func (h *Handler) logRequest(req *request) {
 	}
 	if req.streamSeq != 0 {
 		ev = ev.Uint64("stream_seq", req.streamSeq).Bool("duplicate", req.duplicate)
+	}
+	if req.dupKind != "" {
+		ev = ev.Str("duplicate_of", req.dupKind)
+	}
+	if req.storedID != "" {
+		ev = ev.Str("event_id", req.storedID)
 	}
 	if req.spooled {
 		ev = ev.Bool("spooled", true)

@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -47,7 +48,15 @@ func FuzzHandler(f *testing.F) {
 	for _, fx := range loadFixtures(f) {
 		f.Add(fx.Headers["Content-Type"], fx.event(), fx.Headers[HeaderSignature], fx.Body)
 	}
-	js := []byte(`{"ref":"refs/heads/a","repository":{"name":"r","owner":{"login":"o"},"html_url":"https://h/o/r"},"sender":{"login":"a"}}`)
+	// Each captured signed body under every other known event's name.
+	for _, fx := range loadFixtures(f) {
+		for ev := range eventMembers {
+			if ev != fx.event() && !fx.unsigned() {
+				f.Add(fx.Headers["Content-Type"], ev, fx.Headers[HeaderSignature], fx.Body)
+			}
+		}
+	}
+	js := []byte(`{"ref":"refs/heads/a","before":"1","after":"2","commits":[],"repository":{"name":"r","owner":{"login":"o"},"html_url":"https://h/o/r"},"sender":{"login":"a"}}`)
 	f.Add("application/json", "push", sign(fixtureSecret, js), js)
 	f.Add("application/json", "../x", sign(fixtureSecret, js), js)
 	f.Add("application/json", "push", "", js)
@@ -105,9 +114,53 @@ func FuzzHandler(f *testing.F) {
 				t.Fatalf("%s: status %d but published=%v", tc.name, resp.Code, msg != nil)
 			case msg == nil && !resp.hasErrorKV:
 				t.Fatalf("%s: error answer %s has no error field", tc.name, resp.Raw)
-			case msg != nil && (msg.Header.Get(jetstream.MsgIDHeader) != "fuzz-delivery" || msg.Subject != resp.Subject):
+			case msg != nil && !fitsEvent(mustPayload(t, contentType, body), event):
+				t.Fatalf("%s: published a payload that is not a %s payload", tc.name, event)
+			case msg != nil && (msg.Header.Get(jetstream.MsgIDHeader) != PayloadMsgID(mustPayload(t, contentType, body)) || msg.Subject != resp.Subject || resp.ID != "fuzz-delivery"):
 				t.Fatalf("%s: published %q on %q, answered %s", tc.name, msg.Header.Get(jetstream.MsgIDHeader), msg.Subject, resp.Raw)
 			}
 		}
 	})
+}
+
+// mustPayload is the signed payload of a body the handler accepted.
+func mustPayload(t *testing.T, contentType string, body []byte) []byte {
+	t.Helper()
+	p, err := gogs.ExtractPayload(contentType, body)
+	if err != nil {
+		t.Fatalf("accepted a body whose payload does not extract: %v", err)
+	}
+	return p
+}
+
+// eventMembers is what each known event's payload has in every real Gogs
+// capture and no other event's payload has all of.
+var eventMembers = map[string][]string{
+	"push":          {"ref", "before", "after", "commits"},
+	"create":        {"ref", "ref_type", "default_branch"},
+	"delete":        {"ref", "ref_type", "pusher_type"},
+	"fork":          {"forkee"},
+	"issues":        {"action", "number", "issue"},
+	"issue_comment": {"action", "issue", "comment"},
+	"pull_request":  {"action", "number", "pull_request"},
+	"release":       {"action", "release"},
+}
+
+// fitsEvent reads payload with the standard library and reports whether it
+// has the members of event (any payload fits an unknown event).
+func fitsEvent(payload []byte, event string) bool {
+	want, known := eventMembers[event]
+	if !known {
+		return true
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &top); err != nil {
+		return false
+	}
+	for _, m := range want {
+		if _, ok := top[m]; !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +24,7 @@ func TestFixtures(t *testing.T) {
 	open := newHandler(t, Config{AllowUnsigned: true}, b.js)
 
 	fixtures := loadFixtures(t)
-	stored := map[string]*fixture{} // delivery id -> first fixture that stored it
+	stored := map[string]*fixture{} // Nats-Msg-Id (signed payload) -> first fixture that stored it
 	seqOf := map[string]uint64{}
 	for _, f := range fixtures {
 		t.Run(f.Name, func(t *testing.T) {
@@ -45,29 +44,34 @@ func TestFixtures(t *testing.T) {
 			if resp.Code != http.StatusAccepted {
 				t.Fatalf("status %d %s, want 202", resp.Code, resp.Raw)
 			}
-			if resp.ID != f.delivery() || resp.StreamSeq == 0 || resp.Spooled {
-				t.Fatalf("202 body %s: want id %s, a stream_seq, not spooled", resp.Raw, f.delivery())
+			key := PayloadMsgID(f.payload(t))
+			first, seen := stored[key]
+			wantID := f.delivery()
+			if seen {
+				wantID = first.delivery()
 			}
-			first, seen := stored[f.delivery()]
+			if resp.ID != wantID || resp.StreamSeq == 0 || resp.Spooled {
+				t.Fatalf("202 body %s: want id %s, a stream_seq, not spooled", resp.Raw, wantID)
+			}
 			if resp.Duplicate != seen {
-				t.Fatalf("duplicate = %v, want %v (delivery id already stored by %v)", resp.Duplicate, seen, first)
+				t.Fatalf("duplicate = %v, want %v (payload already stored by %v)", resp.Duplicate, seen, first)
 			}
 			if seen {
-				if resp.StreamSeq != seqOf[f.delivery()] {
-					t.Errorf("duplicate stream_seq %d, want the first one's %d", resp.StreamSeq, seqOf[f.delivery()])
+				if resp.StreamSeq != seqOf[key] {
+					t.Errorf("duplicate stream_seq %d, want the first one's %d", resp.StreamSeq, seqOf[key])
 				}
 				return
 			}
-			stored[f.delivery()] = f
-			seqOf[f.delivery()] = resp.StreamSeq
+			stored[key] = f
+			seqOf[key] = resp.StreamSeq
 			checkStored(t, b, f, resp)
 		})
 	}
 	if len(stored) >= len(fixtures) {
-		t.Errorf("%d fixtures, %d unique delivery ids: want the redelivery to repeat one", len(fixtures), len(stored))
+		t.Errorf("%d fixtures, %d unique payloads: want the redelivery and the other hooks to repeat some", len(fixtures), len(stored))
 	}
 	if got := b.count(t); got != uint64(len(stored)) {
-		t.Errorf("stream holds %d messages, want one per unique delivery id: %d", got, len(stored))
+		t.Errorf("stream holds %d messages, want one per unique signed payload: %d", got, len(stored))
 	}
 }
 
@@ -76,14 +80,7 @@ func TestFixtures(t *testing.T) {
 func checkStored(t *testing.T, b *broker, f *fixture, resp response) {
 	t.Helper()
 	m := b.msg(t, resp.StreamSeq)
-	payload := f.Body
-	if strings.HasPrefix(f.Headers["Content-Type"], "application/x-www-form-urlencoded") {
-		form, err := url.ParseQuery(string(f.Body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		payload = []byte(form.Get("payload"))
-	}
+	payload := f.payload(t)
 	var raw struct {
 		Repository struct {
 			Name  string `json:"name"`
@@ -102,8 +99,8 @@ func checkStored(t *testing.T, b *broker, f *fixture, resp response) {
 	if m.Subject != wantSubject || resp.Subject != wantSubject {
 		t.Errorf("subject stored %q, answered %q, want %q", m.Subject, resp.Subject, wantSubject)
 	}
-	if got := m.Header.Get(jetstream.MsgIDHeader); got != f.delivery() {
-		t.Errorf("Nats-Msg-Id = %q, want X-Gogs-Delivery %q", got, f.delivery())
+	if got, want := m.Header.Get(jetstream.MsgIDHeader), "sha256:"+sha256Hex(payload); got != want {
+		t.Errorf("Nats-Msg-Id = %q, want the signed payload's %q", got, want)
 	}
 	if got := m.Header.Get(MsgHeaderEvent); got != f.event() {
 		t.Errorf("%s = %q, want %q", MsgHeaderEvent, got, f.event())
@@ -185,6 +182,9 @@ func TestNewHandlerConfig(t *testing.T) {
 		{"publish timeout past Gogs' patience", Config{Secrets: [][]byte{[]byte("s")}, PublishTimeout: 15 * time.Second}, b.js, ErrInvalidConfig},
 		{"negative publish timeout", Config{Secrets: [][]byte{[]byte("s")}, PublishTimeout: -time.Second}, b.js, ErrInvalidConfig},
 		{"negative retry after", Config{Secrets: [][]byte{[]byte("s")}, RetryAfter: -time.Second}, b.js, ErrInvalidConfig},
+		{"negative in-flight bound", Config{Secrets: [][]byte{[]byte("s")}, MaxInFlight: -1}, b.js, ErrInvalidConfig},
+		{"body buffers below one body", Config{Secrets: [][]byte{[]byte("s")}, MaxBodyBytes: 1 << 20, MaxBufferedBytes: 1 << 20}, b.js, ErrInvalidConfig},
+		{"large body cap raises the default buffers", Config{Secrets: [][]byte{[]byte("s")}, MaxBodyBytes: 100 << 20}, b.js, nil},
 		{"no publisher", signedConfig("s"), nil, ErrNoPublisher},
 	}
 	for _, tt := range tests {
@@ -258,7 +258,14 @@ func TestRejects(t *testing.T) {
 		}(), http.StatusUnauthorized, "bad signature"},
 		{"truncated JSON signed correctly", signed, signedRequest("push", "trunc-1", fixtureSecret, truncated), http.StatusBadRequest, "not valid JSON"},
 		{"JSON array signed correctly", signed, signedRequest("push", "array-1", fixtureSecret, []byte(`[1,2]`)), http.StatusBadRequest, "malformed"},
-		{"no repository signed correctly", signed, signedRequest("push", "norepo-1", fixtureSecret, []byte(`{"ref":"refs/heads/x","sender":{"login":"a"}}`)), http.StatusBadRequest, "repository"},
+		{"no repository signed correctly", signed, signedRequest("push", "norepo-1", fixtureSecret, []byte(`{"ref":"refs/heads/x","before":"1","after":"2","commits":[],"sender":{"login":"a"}}`)), http.StatusBadRequest, "repository"},
+		{"create body labelled delete", signed, func() *http.Request {
+			f := loadFixture(t, "create-branch")
+			r := f.request()
+			r.Header.Set(HeaderEvent, "delete")
+			return r
+		}(), http.StatusBadRequest, "not a delete payload"},
+		{"key twice signed correctly", signed, signedRequest("push", "dup-1", fixtureSecret, []byte(`{"ref":"refs/heads/x","ref":"refs/heads/y","before":"1","after":"2","commits":[],"sender":{"login":"a"}}`)), http.StatusBadRequest, "member name twice"},
 		{"delivery id with a space", signed, with(func(r *http.Request) { r.Header.Set(HeaderDelivery, "a b") }), http.StatusBadRequest, "delivery id"},
 		{"6 MiB body", signed, signedRequest("push", "big-1", fixtureSecret, big), http.StatusRequestEntityTooLarge, "larger than"},
 		{"6 MiB body without Content-Length", signed, chunked(big), http.StatusRequestEntityTooLarge, "larger than"},
@@ -307,23 +314,26 @@ func TestRejects(t *testing.T) {
 	}
 }
 
-// TestUnsignedAllowed: with AllowUnsigned and a secret, an unsigned delivery
-// is accepted and a signed one still verified.
-func TestUnsignedAllowed(t *testing.T) {
+// TestUnsignedRefusedWithSecrets: once a secret is configured, a delivery
+// without a signature is 401 even with AllowUnsigned, so that the setting
+// cannot silently downgrade a signed hook; a signed one is still verified.
+func TestUnsignedRefusedWithSecrets(t *testing.T) {
 	b := newBroker(t)
 	h := newHandler(t, Config{Secrets: [][]byte{[]byte(fixtureSecret)}, AllowUnsigned: true}, b.js)
-	for _, name := range []string{"unsigned-issues-opened", "issues-opened"} {
-		if resp := serve(t, h, loadFixture(t, name).request()); resp.Code != http.StatusAccepted {
-			t.Fatalf("%s: status %d %s, want 202", name, resp.Code, resp.Raw)
-		}
+	resp := serve(t, h, loadFixture(t, "unsigned-issues-opened").request())
+	if resp.Code != http.StatusUnauthorized || !strings.Contains(resp.Error, "missing signature") {
+		t.Fatalf("unsigned with a secret configured: %d %s, want 401 missing signature", resp.Code, resp.Raw)
+	}
+	if resp := serve(t, h, loadFixture(t, "issues-opened").request()); resp.Code != http.StatusAccepted {
+		t.Fatalf("signed: status %d %s, want 202", resp.Code, resp.Raw)
 	}
 	r := loadFixture(t, "issues-closed").request()
 	r.Header.Set(HeaderSignature, sign("wrong", nil))
 	if resp := serve(t, h, r); resp.Code != http.StatusUnauthorized {
 		t.Fatalf("wrong signature: status %d %s, want 401", resp.Code, resp.Raw)
 	}
-	if got := b.count(t); got != 2 {
-		t.Errorf("stream has %d messages, want 2", got)
+	if got := b.count(t); got != 1 {
+		t.Errorf("stream has %d messages, want 1", got)
 	}
 }
 
@@ -398,8 +408,8 @@ func TestBrokerDown(t *testing.T) {
 	if got := b.count(t); got != 1 {
 		t.Errorf("stream has %d messages, want 1: the 503'd delivery must not be stored", got)
 	}
-	if m := b.msg(t, last.StreamSeq); m.Header.Get(jetstream.MsgIDHeader) != next.delivery() {
-		t.Errorf("stored %q, want %q", m.Header.Get(jetstream.MsgIDHeader), next.delivery())
+	if m := b.msg(t, last.StreamSeq); m.Header.Get(jetstream.MsgIDHeader) != PayloadMsgID(next.payload(t)) || last.ID != next.delivery() {
+		t.Errorf("stored %q as %s, want %q as %s", m.Header.Get(jetstream.MsgIDHeader), last.ID, PayloadMsgID(next.payload(t)), next.delivery())
 	}
 }
 

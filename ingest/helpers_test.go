@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -69,6 +70,19 @@ func loadFixture(tb testing.TB, name string) *fixture {
 		tb.Fatalf("%s: body_base64: %v", name, err)
 	}
 	return f
+}
+
+// payload is the signed payload of f: the body, or its form's payload field.
+func (f *fixture) payload(tb testing.TB) []byte {
+	tb.Helper()
+	if !strings.HasPrefix(f.Headers["Content-Type"], "application/x-www-form-urlencoded") {
+		return f.Body
+	}
+	form, err := url.ParseQuery(string(f.Body))
+	if err != nil {
+		tb.Fatalf("%s: %v", f.Name, err)
+	}
+	return []byte(form.Get("payload"))
 }
 
 // request replays f with its recorded method, headers and body.

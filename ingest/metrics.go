@@ -26,7 +26,7 @@ type Metrics struct {
 	bodyBytes  prometheus.Histogram
 	spooled    prometheus.Counter
 	spoolFails *prometheus.CounterVec
-	duplicates prometheus.Counter
+	duplicates *prometheus.CounterVec
 	inFlight   prometheus.Gauge
 }
 
@@ -39,7 +39,7 @@ type Metrics struct {
 //	forgebus_ingest_body_bytes                     size of the bodies read
 //	forgebus_ingest_spooled_total                  deliveries written to the spool
 //	forgebus_ingest_spool_failures_total{reason}   spool appends that failed (full, error)
-//	forgebus_ingest_duplicates_total               deliveries JetStream already had
+//	forgebus_ingest_duplicates_total{kind}         deliveries already stored, by kind (delivery, payload, unknown)
 //	forgebus_ingest_in_flight                      requests being handled
 //
 // The event label is a known event name, "other" or "unverified".
@@ -67,10 +67,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "forgebus_ingest_spool_failures_total",
 			Help: "Spool appends that failed, by reason (full, error).",
 		}, []string{"reason"}),
-		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "forgebus_ingest_duplicates_total",
-			Help: "Deliveries JetStream acknowledged as duplicates of a stored one.",
-		}),
+			Help: "Deliveries JetStream acknowledged as duplicates of a stored one, by kind: delivery (same delivery id), payload (same signed payload, another delivery id), unknown (stored event unreadable).",
+		}, []string{"kind"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "forgebus_ingest_in_flight",
 			Help: "Webhook requests being handled.",
@@ -89,6 +89,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	// them has a series to watch.
 	for _, reason := range []string{"full", "error"} {
 		m.spoolFails.WithLabelValues(reason)
+	}
+	for _, kind := range []string{dupDelivery, dupPayload, dupUnknown} {
+		m.duplicates.WithLabelValues(kind)
 	}
 	return m
 }
@@ -124,13 +127,15 @@ func (m *Metrics) request(event string, status int) {
 	}
 }
 
-func (m *Metrics) published(seconds float64, duplicate bool) {
+// published records a publish; dupKind is empty unless the ack said
+// duplicate.
+func (m *Metrics) published(seconds float64, dupKind string) {
 	if m == nil {
 		return
 	}
 	m.publish.Observe(seconds)
-	if duplicate {
-		m.duplicates.Inc()
+	if dupKind != "" {
+		m.duplicates.WithLabelValues(dupKind).Inc()
 	}
 }
 

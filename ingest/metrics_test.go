@@ -56,6 +56,7 @@ func TestMetrics(t *testing.T) {
 
 	serve(t, h, loadFixture(t, "push-multi-commit").request())
 	serve(t, h, loadFixture(t, "push-redelivery").request())
+	serve(t, h, loadFixture(t, "form-push-multi-commit").request())
 	serve(t, h, loadFixture(t, "issues-opened").request())
 	bad := loadFixture(t, "fork").request()
 	bad.Header.Set(HeaderSignature, sign("wrong", nil))
@@ -65,13 +66,15 @@ func TestMetrics(t *testing.T) {
 
 	got := gathered(t, reg)
 	want := map[string]float64{
-		`forgebus_ingest_requests_total{event="push",status="202"}`:         2,
+		`forgebus_ingest_requests_total{event="push",status="202"}`:         3,
 		`forgebus_ingest_requests_total{event="issues",status="202"}`:       1,
 		`forgebus_ingest_requests_total{event="unverified",status="401"}`:   1,
 		`forgebus_ingest_requests_total{event="other",status="202"}`:        1,
-		`forgebus_ingest_duplicates_total`:                                  1,
-		`forgebus_ingest_publish_seconds`:                                   4,
-		`forgebus_ingest_body_bytes`:                                        5,
+		`forgebus_ingest_duplicates_total{kind="delivery"}`:                 1,
+		`forgebus_ingest_duplicates_total{kind="payload"}`:                  1,
+		`forgebus_ingest_duplicates_total{kind="unknown"}`:                  0,
+		`forgebus_ingest_publish_seconds`:                                   5,
+		`forgebus_ingest_body_bytes`:                                        6,
 		`forgebus_ingest_in_flight`:                                         0,
 		`forgebus_ingest_spooled_total`:                                     0,
 		`forgebus_ingest_requests_total{event="unverified",status="202"}`:   0,
@@ -105,6 +108,9 @@ func TestLogLine(t *testing.T) {
 	}
 	ok := loadFixture(t, "push-multi-commit")
 	serve(t, h, ok.request())
+	form := loadFixture(t, "form-push-multi-commit")
+	serve(t, h, form.request())
+	serve(t, h, loadFixture(t, "push-redelivery").request())
 	bad := loadFixture(t, "issues-opened").request()
 	bad.Header.Set(HeaderSignature, sign("wrong", nil))
 	serve(t, h, bad)
@@ -123,10 +129,24 @@ func TestLogLine(t *testing.T) {
 		}
 		lines = append(lines, l)
 	}
-	if len(lines) != 2 {
-		t.Fatalf("%d log lines, want 2", len(lines))
+	if len(lines) != 4 {
+		t.Fatalf("%d log lines, want 4", len(lines))
 	}
-	accepted, rejected := lines[0], lines[1]
+	accepted, rejected := lines[0], lines[3]
+	if _, ok := accepted["duplicate_of"]; ok {
+		t.Errorf("first copy logged as a duplicate: %v", accepted)
+	}
+	// The other hook's copy and the redelivery say which kind of duplicate.
+	for i, want := range []map[string]any{
+		{"duplicate": true, "duplicate_of": "payload", "delivery_id": form.delivery(), "event_id": ok.delivery(), "stream_seq": float64(1)},
+		{"duplicate": true, "duplicate_of": "delivery", "delivery_id": ok.delivery(), "stream_seq": float64(1)},
+	} {
+		for k, v := range want {
+			if lines[i+1][k] != v {
+				t.Errorf("duplicate line %d: %s = %v, want %v", i+1, k, lines[i+1][k], v)
+			}
+		}
+	}
 	for k, v := range map[string]any{
 		"level": "info", "status": float64(http.StatusAccepted), "event": "push",
 		"delivery_id": ok.delivery(), "repo": "fixture-admin/webhook-fixtures",

@@ -89,8 +89,8 @@ func TestSpool(t *testing.T) {
 		t.Fatalf("spool depth %d, want 1", sp.Depth())
 	}
 	e := sp.entries[0]
-	if e.msgID != f.delivery() || e.subject != resp.Subject {
-		t.Errorf("spooled %q on %q, want %q on %q", e.msgID, e.subject, f.delivery(), resp.Subject)
+	if want := PayloadMsgID(f.payload(t)); e.msgID != want || e.subject != resp.Subject {
+		t.Errorf("spooled %q on %q, want %q on %q", e.msgID, e.subject, want, resp.Subject)
 	}
 	if err := schemas.Validate(e.data); err != nil {
 		t.Errorf("spooled data: %v", err)
@@ -128,7 +128,7 @@ func TestSpool(t *testing.T) {
 	}
 	want := []string{"push-first-push", "push-multi-commit", "push-force", "push-new-branch", "push-non-default-branch"}
 	for i, name := range want {
-		if got := b.msg(t, uint64(i+1)).Header.Get(jetstream.MsgIDHeader); got != loadFixture(t, name).delivery() {
+		if got := b.msg(t, uint64(i+1)).Header.Get(jetstream.MsgIDHeader); got != PayloadMsgID(loadFixture(t, name).payload(t)) {
 			t.Errorf("seq %d is %q, want %s", i+1, got, name)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
+	"github.com/goccy/go-json/jsontext"
+	jsonv2 "github.com/goccy/go-json/v2"
 	"github.com/google/uuid"
 
 	"github.com/forgebus/forgebus/schemas"
@@ -315,25 +317,98 @@ func known(data any, repo *schemas.Repository, sender *schemas.User, subject str
 	return payload{data: data, repository: repo, sender: sender, subject: subject}, nil
 }
 
-// unmarshal decodes a JSON object into v. Its errors say where the payload
-// is wrong, never what it holds there.
+// eventMembers are the top-level members each known event's payload has and
+// no other event's payload has all of, as real Gogs deliveries show. The
+// signature does not cover X-Gogs-Event, so a payload without them is not
+// that event, whatever the header says.
+var eventMembers = map[string][]string{
+	schemas.EventPush:         {"ref", "before", "after", "commits"},
+	schemas.EventCreate:       {"ref", "ref_type", "default_branch"},
+	schemas.EventDelete:       {"ref", "ref_type", "pusher_type"},
+	schemas.EventFork:         {"forkee"},
+	schemas.EventIssues:       {"action", "number", "issue"},
+	schemas.EventIssueComment: {"action", "issue", "comment"},
+	schemas.EventPullRequest:  {"action", "number", "pull_request"},
+	schemas.EventRelease:      {"action", "release"},
+}
+
+// unmarshal decodes a JSON object into v with exact, case-sensitive member
+// names, refusing a name given twice in any object and, for a known event,
+// a payload that lacks one of its [eventMembers]. Its errors say where the
+// payload is wrong, never what it holds there.
 func unmarshal(event string, raw []byte, v any) error {
 	if i := bytes.IndexFunc(raw, notSpace); i < 0 || raw[i] != '{' {
 		return fmt.Errorf("%w: %s payload is not a JSON object", ErrMalformed, event)
 	}
-	err := json.Unmarshal(raw, v)
-	if err == nil {
-		return nil
+	if err := jsonv2.Unmarshal(raw, v); err != nil {
+		return decodeError(event, err)
 	}
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
+	if want, ok := eventMembers[event]; ok {
+		if m := missingMember(raw, want); m != "" {
+			return fmt.Errorf("%w: payload has no %q member: not a %s payload", ErrMalformed, m, event)
+		}
+	}
+	return nil
+}
+
+// missingMember returns the first name in want that is not a member of the
+// top-level object raw, or "". raw must be valid JSON (the decoder has
+// checked it); names are compared as written, so an escaped one does not
+// count.
+func missingMember(raw []byte, want []string) string {
+	var seen uint64 // bit i: want[i] is present
+	depth, nameNext := 0, false
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '"':
+			j := i + 1
+			for ; j < len(raw) && raw[j] != '"'; j++ {
+				if raw[j] == '\\' {
+					j++
+				}
+			}
+			if depth == 1 && nameNext {
+				for k, w := range want {
+					if string(raw[i+1:min(j, len(raw))]) == w {
+						seen |= 1 << k
+					}
+				}
+				nameNext = false
+			}
+			i = j
+		case '{':
+			depth++
+			nameNext = depth == 1
+		case '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			nameNext = depth == 1
+		}
+	}
+	for k, w := range want {
+		if seen&(1<<k) == 0 {
+			return w
+		}
+	}
+	return ""
+}
+
+// decodeError turns a decoder's error into an ErrMalformed naming the place
+// (a JSON pointer to member names, never to a value) and not the content.
+func decodeError(event string, err error) error {
+	var se *jsontext.SyntacticError
+	var te *jsonv2.SemanticError
 	switch {
+	case errors.As(err, &se) && errors.Is(se.Err, jsontext.ErrDuplicateName):
+		return fmt.Errorf("%w: %s payload has a member name twice at %.100q", ErrMalformed, event, se.JSONPointer)
 	case errors.As(err, &se):
-		return fmt.Errorf("%w: %s payload is not valid JSON (offset %d)", ErrMalformed, event, se.Offset)
+		return fmt.Errorf("%w: %s payload is not valid JSON (offset %d)", ErrMalformed, event, se.ByteOffset)
 	case errors.As(err, &te):
-		return fmt.Errorf("%w: %s payload: %.100q has the wrong JSON type", ErrMalformed, event, te.Field)
+		return fmt.Errorf("%w: %s payload: %.100q has the wrong JSON type or is out of range", ErrMalformed, event, te.JSONPointer)
 	}
-	return fmt.Errorf("%w: %s payload does not decode (a time or number out of range?)", ErrMalformed, event)
+	return fmt.Errorf("%w: %s payload does not decode", ErrMalformed, event)
 }
 
 func notSpace(r rune) bool { return r != ' ' && r != '\t' && r != '\n' && r != '\r' }

@@ -60,7 +60,7 @@ func TestNormalize(t *testing.T) {
 		{
 			name: "branch deleted",
 			in: with(func(in *Input) {
-				in.Payload = []byte(`{"ref":"refs/heads/x","before":"abcd","after":"0000000000000000000000000000000000000000",` + minimalRepo + `}`)
+				in.Payload = []byte(`{"ref":"refs/heads/x","before":"abcd","after":"0000000000000000000000000000000000000000","commits":null,` + minimalRepo + `}`)
 			}),
 			wantSubject: "forge.git%2Eexample.push.acme.widgets",
 			check: func(t *testing.T, n Normalized) {
@@ -137,7 +137,7 @@ func TestNormalize(t *testing.T) {
 			name: "owner and repo names are escaped in the subject",
 			in: with(func(in *Input) {
 				in.Source = "x"
-				in.Payload = []byte(`{"ref":"refs/heads/a.b","repository":{"owner":{"login":"a.b"},"name":"c*d >"},"sender":{"login":"s"}}`)
+				in.Payload = []byte(`{"ref":"refs/heads/a.b","before":"1","after":"2","commits":[],"repository":{"owner":{"login":"a.b"},"name":"c*d >"},"sender":{"login":"s"}}`)
 			}),
 			wantSubject: "forge.git%2Eexample.push.a%2Eb.c%2Ad%20%3E",
 		},
@@ -255,6 +255,19 @@ func FuzzNormalize(f *testing.F) {
 			f.Add(fx.event(), fx.delivery(), payload)
 		}
 	}
+	// Every captured payload under every other known event's name: the
+	// header is not signed, so each must be refused.
+	for _, fx := range loadFixtures(f) {
+		if payload, err := ExtractPayload(fx.contentType(), fx.Body); err == nil {
+			for ev := range wantMembers {
+				if ev != fx.event() {
+					f.Add(ev, fx.delivery(), payload)
+				}
+			}
+		}
+	}
+	f.Add("push", "x", []byte(`{"ref":"refs/heads/a","REF":"refs/heads/b","before":"1","after":"2","commits":[],`+minimalRepo+`}`))
+	f.Add("push", "x", []byte(`{"ref":"refs/heads/a","ref":"refs/heads/b","before":"1","after":"2","commits":[],`+minimalRepo+`}`))
 	f.Add("wiki", "", []byte(`{`+minimalRepo+`}`))
 	f.Add("push", "x", []byte(`{"ref":"refs/heads/a","commits":[{"timestamp":"0001-01-01T00:00:00Z"}],`+minimalRepo+`}`))
 	f.Fuzz(func(t *testing.T, event, delivery string, payload []byte) {
@@ -269,6 +282,26 @@ func FuzzNormalize(f *testing.F) {
 		}
 		if err := schemas.Validate(n.JSON); err != nil {
 			t.Fatalf("Normalize output invalid: %v\n%s", err, n.JSON)
+		}
+		// Event/payload binding and exact keys, against an independent
+		// reading: what is accepted as a known event has that event's
+		// members, repeats no name, and its ref is the exact "ref" member.
+		if want, known := wantMembers[event]; known {
+			top, dup, ok := strictRead(payload)
+			if !ok || dup {
+				t.Fatalf("accepted a %s payload that a strict reader refuses (valid %v, duplicate names %v)", event, ok, dup)
+			}
+			for _, m := range want {
+				if _, has := top[m]; !has {
+					t.Fatalf("accepted a payload without %q as %s", m, event)
+				}
+			}
+			if event == "push" || event == "create" || event == "delete" {
+				var ref string
+				if err := json.Unmarshal(top["ref"], &ref); err != nil || ref != n.Envelope.Subject {
+					t.Fatalf("subject %q, but the exact \"ref\" member is %s", n.Envelope.Subject, top["ref"])
+				}
+			}
 		}
 		addr, err := schemas.ParseEventSubject(n.Subject)
 		if err != nil {

@@ -3,7 +3,8 @@
 // delivery by itself, so when a publish fails or times out the HTTP handler
 // calls [Spool.Append], which returns only after the entry is fsync'd, and
 // answers 202 "spooled". A background [Spool.Forward] publishes the spooled
-// entries in arrival order, with the same Nats-Msg-Id, as soon as JetStream
+// entries in arrival order, with the Nats-Msg-Id a direct publish would
+// have had (the signed payload's hash), as soon as JetStream
 // is back, and removes each one only after its ack.
 //
 // # On disk

@@ -21,8 +21,9 @@ const (
 
 // Entry is one verified, normalized event waiting for JetStream.
 type Entry struct {
-	// MsgID is published as Nats-Msg-Id (the delivery id), so that a
-	// re-publish is deduplicated by the stream.
+	// MsgID is published as Nats-Msg-Id (ingest's hash of the signed
+	// payload), so that a re-publish, or a copy published directly, is
+	// deduplicated by the stream.
 	MsgID string
 	// Subject is the NATS subject the entry is published on.
 	Subject string

@@ -17,6 +17,8 @@ const (
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "auto"
 	DefaultMaxBodyBytes    = 5 << 20
+	DefaultMaxInFlight     = 4096
+	DefaultMaxBuffered     = 64 << 20
 	DefaultPublishTimeout  = 3 * time.Second
 	DefaultRetryAfter      = 5 * time.Second
 	DefaultShutdownGrace   = 10 * time.Second
@@ -148,6 +150,12 @@ type StreamLimits struct {
 type Ingest struct {
 	// MaxBodyBytes caps a delivery's body (FORGEBUS_MAX_BODY_BYTES).
 	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
+	// MaxInFlight bounds the requests handled at once; past it, 503 with
+	// Retry-After (FORGEBUS_MAX_IN_FLIGHT).
+	MaxInFlight int `yaml:"max_in_flight"`
+	// MaxBufferedBytes bounds the body bytes all requests hold at once;
+	// past it, 503 with Retry-After (FORGEBUS_MAX_BUFFERED_BYTES).
+	MaxBufferedBytes ByteSize `yaml:"max_buffered_bytes"`
 	// PublishTimeout bounds the wait for the JetStream ack
 	// (FORGEBUS_PUBLISH_TIMEOUT).
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
@@ -183,9 +191,11 @@ func Default() Config {
 			Results:         StreamLimits{MaxAge: DefaultResultsMaxAge},
 		},
 		Ingest: Ingest{
-			MaxBodyBytes:   DefaultMaxBodyBytes,
-			PublishTimeout: DefaultPublishTimeout,
-			RetryAfter:     DefaultRetryAfter,
+			MaxBodyBytes:     DefaultMaxBodyBytes,
+			MaxInFlight:      DefaultMaxInFlight,
+			MaxBufferedBytes: DefaultMaxBuffered,
+			PublishTimeout:   DefaultPublishTimeout,
+			RetryAfter:       DefaultRetryAfter,
 		},
 		Spool: Spool{
 			Enabled:    true,

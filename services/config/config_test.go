@@ -142,6 +142,7 @@ func TestLoadEnv(t *testing.T) {
 				"FORGEBUS_NATS_CREDS": "/c.creds", "FORGEBUS_NATS_TLS_CA": "/ca", "FORGEBUS_NATS_TLS_CERT": "/cert", "FORGEBUS_NATS_TLS_KEY": "/key",
 				"FORGEBUS_DATA_DIR": "/var/lib/forgebus", "FORGEBUS_INSTANCE": "git-main", "FORGEBUS_SOURCE_URL": "https://git.example.com",
 				"FORGEBUS_LOG_LEVEL": "debug", "FORGEBUS_LOG_FORMAT": "json", "FORGEBUS_MAX_BODY_BYTES": "2MiB",
+				"FORGEBUS_MAX_IN_FLIGHT": "64", "FORGEBUS_MAX_BUFFERED_BYTES": "16MiB",
 				"FORGEBUS_PUBLISH_TIMEOUT": "5s", "FORGEBUS_STREAM_REPLICAS": "3", "FORGEBUS_STREAM_MAX_AGE": "48h",
 				"FORGEBUS_DUPLICATE_WINDOW": "2h", "FORGEBUS_NATS_SYNC_ALWAYS": "true", "FORGEBUS_SPOOL": "off",
 				"FORGEBUS_SPOOL_DIR": "/spool", "FORGEBUS_SPOOL_MAX_BYTES": "10485760", "FORGEBUS_SPOOL_MAX_ENTRIES": "7",
@@ -157,6 +158,8 @@ func TestLoadEnv(t *testing.T) {
 				want.SourceURL = "https://git.example.com"
 				want.Log = Log{Level: "debug", Format: "json"}
 				want.Ingest.MaxBodyBytes = 2 << 20
+				want.Ingest.MaxInFlight = 64
+				want.Ingest.MaxBufferedBytes = 16 << 20
 				want.Ingest.PublishTimeout = 5 * time.Second
 				want.Streams.Replicas = 3
 				want.Streams.Events.MaxAge = 48 * time.Hour
@@ -215,7 +218,7 @@ streams:
   results: {max_age: 72h}
   dlq: {max_age: 0s}
   audit: {max_bytes: 10737418240}
-ingest: {max_body_bytes: 1MiB, publish_timeout: 2s, retry_after: 30s}
+ingest: {max_body_bytes: 1MiB, max_in_flight: 100, max_buffered_bytes: 8MiB, publish_timeout: 2s, retry_after: 30s}
 spool: {enabled: false, dir: /spool, max_bytes: 2GiB, max_entries: 10}
 workers:
   docs: {output_dir: /srv/docs, branches: [main]}
@@ -246,7 +249,7 @@ workers:
 					s.Results.MaxAge != 72*time.Hour || s.DLQ.MaxAge != 0 || s.Audit.MaxBytes != 10<<30 {
 					t.Errorf("streams = %+v", s)
 				}
-				if c.Ingest != (Ingest{MaxBodyBytes: 1 << 20, PublishTimeout: 2 * time.Second, RetryAfter: 30 * time.Second}) {
+				if c.Ingest != (Ingest{MaxBodyBytes: 1 << 20, MaxInFlight: 100, MaxBufferedBytes: 8 << 20, PublishTimeout: 2 * time.Second, RetryAfter: 30 * time.Second}) {
 					t.Errorf("ingest = %+v", c.Ingest)
 				}
 				if c.Spool != (Spool{Dir: "/spool", MaxBytes: 2 << 30, MaxEntries: 10}) {
@@ -363,6 +366,8 @@ func TestValidate(t *testing.T) {
 		{name: "window longer than max age", mutate: func(c *Config) { c.Streams.Events.MaxAge = time.Hour }, wantErr: ErrInvalid, wantMsg: "longer than"},
 		{name: "negative max age", mutate: func(c *Config) { c.Streams.DLQ.MaxAge = -time.Second }, wantErr: ErrInvalid, wantMsg: "streams.dlq"},
 		{name: "max body zero", mutate: func(c *Config) { c.Ingest.MaxBodyBytes = 0 }, wantErr: ErrInvalid, wantMsg: "FORGEBUS_MAX_BODY_BYTES"},
+		{name: "max in flight zero", mutate: func(c *Config) { c.Ingest.MaxInFlight = 0 }, wantErr: ErrInvalid, wantMsg: "FORGEBUS_MAX_IN_FLIGHT"},
+		{name: "buffered below one body", mutate: func(c *Config) { c.Ingest.MaxBufferedBytes = c.Ingest.MaxBodyBytes }, wantErr: ErrInvalid, wantMsg: "FORGEBUS_MAX_BUFFERED_BYTES"},
 		{name: "publish timeout past gogs", mutate: func(c *Config) { c.Ingest.PublishTimeout = 11 * time.Second }, wantErr: ErrInvalid, wantMsg: "Gogs gives up"},
 		{name: "spool entries", mutate: func(c *Config) { c.Spool.MaxEntries = 0 }, wantErr: ErrInvalid, wantMsg: "FORGEBUS_SPOOL_MAX_ENTRIES"},
 		{name: "spool off ignores limits", mutate: func(c *Config) { c.Spool.Enabled = false; c.Spool.MaxEntries = 0 }},

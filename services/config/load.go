@@ -265,6 +265,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.duration("FORGEBUS_DUPLICATE_WINDOW", &c.Streams.DuplicateWindow)
 
 	e.size("FORGEBUS_MAX_BODY_BYTES", &c.Ingest.MaxBodyBytes)
+	e.integer("FORGEBUS_MAX_IN_FLIGHT", &c.Ingest.MaxInFlight)
+	e.size("FORGEBUS_MAX_BUFFERED_BYTES", &c.Ingest.MaxBufferedBytes)
 	e.duration("FORGEBUS_PUBLISH_TIMEOUT", &c.Ingest.PublishTimeout)
 	e.duration("FORGEBUS_RETRY_AFTER", &c.Ingest.RetryAfter)
 

@@ -123,6 +123,12 @@ func (c Config) Validate() error {
 	if in.MaxBodyBytes <= 0 || in.MaxBodyBytes > 1<<30 {
 		bad("FORGEBUS_MAX_BODY_BYTES %d: want 1 byte to 1GiB", in.MaxBodyBytes)
 	}
+	if in.MaxInFlight <= 0 {
+		bad("FORGEBUS_MAX_IN_FLIGHT %d: want at least 1", in.MaxInFlight)
+	}
+	if in.MaxBufferedBytes <= in.MaxBodyBytes {
+		bad("FORGEBUS_MAX_BUFFERED_BYTES %d: want more than FORGEBUS_MAX_BODY_BYTES %d, or no body of the largest size fits", in.MaxBufferedBytes, in.MaxBodyBytes)
+	}
 	if in.PublishTimeout <= 0 || in.PublishTimeout > maxPublishTimeout {
 		bad("FORGEBUS_PUBLISH_TIMEOUT %s: want more than 0 and at most %s (Gogs gives up after %s)", in.PublishTimeout, maxPublishTimeout, gogsTimeout)
 	}

@@ -21,8 +21,9 @@ const (
 	attemptTimeout = 3 * time.Second
 )
 
-// EventsStream is FORGE_EVENTS: one message per accepted delivery, with the
-// delivery id as Nats-Msg-Id deduplicated over s.DuplicateWindow.
+// EventsStream is FORGE_EVENTS: one message per accepted signed payload,
+// with the payload's hash as Nats-Msg-Id deduplicated over
+// s.DuplicateWindow (a redelivery and another hook's copy alike).
 func EventsStream(s config.Streams) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        schemas.StreamEvents,

@@ -135,6 +135,11 @@ func TestE2EDocsAndModels(t *testing.T) {
 	if code, resp := postHook(t, dev.base+"/hooks/gogs", body, headers); code != http.StatusAccepted {
 		t.Fatalf("POST re-signed push = %d %s, want 202", code, resp)
 	}
+	// The same payload through a second (form) hook is the same event: one
+	// docs build and one models POST, checked below.
+	if code, id, dup := postFormCopy(t, dev.base+"/hooks/gogs", body, headers); code != http.StatusAccepted || !dup || id != eventID {
+		t.Fatalf("form hook copy = %d id %s duplicate %v, want 202 duplicate of %s", code, id, dup, eventID)
+	}
 
 	index := filepath.Join(docsRoot, owner, name, "master", "current", "index.html")
 	wantHTML := "<h1>handbook " + after + "</h1>\n"
@@ -172,6 +177,9 @@ func TestE2EDocsAndModels(t *testing.T) {
 	// Exactly one correctly signed call, naming the changed model, for the
 	// pushed commit. The models outcome is recorded, so no call is pending.
 	calls := receiver.snapshot()
+	if n := len(streamData(t, dev.connect(t), schemas.StreamEvents)); n != 1 {
+		t.Errorf("FORGE_EVENTS holds %d events, want 1 for one push through two hooks", n)
+	}
 	if len(calls) != 1 {
 		t.Fatalf("refresh receiver got %d calls, want exactly 1", len(calls))
 	}

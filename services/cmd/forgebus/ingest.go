@@ -104,19 +104,24 @@ func newIngestService(p *platform.Platform) (*ingestService, error) {
 		opts = append(opts, ingest.WithSpool(spooler{sp}))
 	}
 	h, err := ingest.NewHandler(ingest.Config{
-		Secrets:        cfg.SecretBytes(),
-		AllowUnsigned:  cfg.Gogs.AllowUnsigned,
-		MaxBodyBytes:   int64(cfg.Ingest.MaxBodyBytes),
-		PublishTimeout: cfg.Ingest.PublishTimeout,
-		RetryAfter:     cfg.Ingest.RetryAfter,
-		Instance:       cfg.Instance,
-		Source:         cfg.Source(),
+		Secrets:          cfg.SecretBytes(),
+		AllowUnsigned:    cfg.Gogs.AllowUnsigned,
+		MaxBodyBytes:     int64(cfg.Ingest.MaxBodyBytes),
+		MaxInFlight:      cfg.Ingest.MaxInFlight,
+		MaxBufferedBytes: int64(cfg.Ingest.MaxBufferedBytes),
+		PublishTimeout:   cfg.Ingest.PublishTimeout,
+		RetryAfter:       cfg.Ingest.RetryAfter,
+		Instance:         cfg.Instance,
+		Source:           cfg.Source(),
 	}, p.Broker.JS, log, opts...)
 	if err != nil {
 		s.close()
 		return nil, usage(fmt.Errorf("ingest: %w", err))
 	}
-	if cfg.Gogs.AllowUnsigned {
+	switch {
+	case cfg.Gogs.AllowUnsigned && len(cfg.Gogs.Secrets) > 0:
+		log.Warn().Msg("FORGEBUS_ALLOW_UNSIGNED is ignored: secrets are configured, so deliveries without a signature are refused")
+	case cfg.Gogs.AllowUnsigned:
 		log.Warn().Msg("FORGEBUS_ALLOW_UNSIGNED is on: deliveries without a signature are accepted")
 	}
 	s.mux = p.Mux()

@@ -36,7 +36,7 @@ const spoolSecret = "fixture-secret-1"
 // webhook is one signed push delivery, made from a recorded Gogs push with
 // its repository renamed and its "after" sha carrying a sequence number.
 type webhook struct {
-	id   string // X-Gogs-Delivery, hence the event id and Nats-Msg-Id
+	id   string // X-Gogs-Delivery, hence the event id
 	repo string // owner/name
 	seq  int    // posting order, over all repos
 	body []byte
@@ -297,17 +297,18 @@ func checkStream(t *testing.T, got []stored, want []webhook) {
 	seen := map[string]int{}
 	perRepo := map[string][]int{}
 	for i, s := range got {
-		seen[s.msgID]++
-		if s.env.ID != s.msgID {
-			t.Errorf("message %d: envelope id %q, Nats-Msg-Id %q", i, s.env.ID, s.msgID)
-		}
-		w, ok := wantByID[s.msgID]
+		seen[s.env.ID]++
+		w, ok := wantByID[s.env.ID]
 		if !ok {
-			t.Errorf("message %d: unexpected delivery id %q", i, s.msgID)
+			t.Errorf("message %d: unexpected delivery id %q", i, s.env.ID)
 			continue
 		}
+		// Nats-Msg-Id is the signed payload's hash, spooled or not.
+		if sum := sha256.Sum256(w.body); s.msgID != "sha256:"+hex.EncodeToString(sum[:]) {
+			t.Errorf("message %d (%s): Nats-Msg-Id %q, want the hash of its payload", i, s.env.ID, s.msgID)
+		}
 		if s.env.Repo != w.repo || s.after != afterSHA(w.seq) {
-			t.Errorf("message %d (%s): repo %q after %q, want %q %q", i, s.msgID, s.env.Repo, s.after, w.repo, afterSHA(w.seq))
+			t.Errorf("message %d (%s): repo %q after %q, want %q %q", i, s.env.ID, s.env.Repo, s.after, w.repo, afterSHA(w.seq))
 		}
 		perRepo[w.repo] = append(perRepo[w.repo], w.seq)
 	}

@@ -26,7 +26,7 @@ func benchIngest(ctx context.Context, st *stack, fx fixtureFile, o options) erro
 	if err != nil {
 		return err
 	}
-	req := request{body: fx.Body, contentType: "application/json", event: fx.Headers["X-Gogs-Event"], signature: sign([]byte(benchSecret), fx.Body)}
+	req := request{body: fx.Body, contentType: "application/json", event: fx.Headers["X-Gogs-Event"], secret: []byte(benchSecret)}
 	ingestReq, ceilReq := req, req
 	ingestReq.url = ingestURL + "/hooks/gogs"
 	ceilReq.url = ceilURL + "/hooks/gogs"

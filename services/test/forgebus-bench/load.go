@@ -14,13 +14,17 @@ import (
 	"github.com/google/uuid"
 )
 
-// request is what the load generator posts: one signed push delivery.
+// request is what the load generator posts: one signed push delivery. With
+// secret set, each post's payload is made new (a "bench_seq" member first)
+// and signed with it: ingest stores one event per signed payload, so the same
+// payload again would measure its duplicate path.
 type request struct {
 	url         string
 	body        []byte
 	contentType string
 	event       string
 	signature   string
+	secret      []byte
 }
 
 // loadResult is what one load run measured.
@@ -105,16 +109,21 @@ func post(ctx context.Context, req request, n, clients int) (loadResult, error) 
 }
 
 func postOne(ctx context.Context, client *http.Client, req request) (int, time.Duration, error) {
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, req.url, bytes.NewReader(req.body))
+	id := uuid.NewString()
+	body, sig := req.body, req.signature
+	if req.secret != nil && len(body) > 1 && body[0] == '{' {
+		body = append([]byte(`{"bench_seq":"`+id+`",`), body[1:]...)
+		sig = sign(req.secret, body)
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, req.url, bytes.NewReader(body))
 	if err != nil {
 		return 0, 0, err
 	}
-	id := uuid.NewString()
 	hr.Header.Set("Content-Type", req.contentType)
 	hr.Header.Set("User-Agent", "GogsServer")
 	hr.Header.Set("X-Gogs-Event", req.event)
 	hr.Header.Set("X-Gogs-Delivery", id)
-	hr.Header.Set("X-Gogs-Signature", req.signature)
+	hr.Header.Set("X-Gogs-Signature", sig)
 	t0 := time.Now()
 	resp, err := client.Do(hr)
 	if err != nil {

@@ -70,7 +70,7 @@ func benchSpool(ctx context.Context, st *stack, fx fixtureFile, o options) error
 	down.Shutdown()
 	down.WaitForShutdown()
 
-	req := request{body: fx.Body, contentType: "application/json", event: fx.Headers["X-Gogs-Event"], signature: sign([]byte(benchSecret), fx.Body)}
+	req := request{body: fx.Body, contentType: "application/json", event: fx.Headers["X-Gogs-Event"], secret: []byte(benchSecret)}
 	upReq, downReq := req, req
 	upReq.url = upURL + "/hooks/gogs"
 	downReq.url = downURL + "/hooks/gogs"

@@ -124,7 +124,7 @@ func retryTransient(ctx context.Context, op func() error) error {
 // counts is what the streams and the effect receiver hold after the run.
 type counts struct {
 	envReplicas  int                                   // replicas of envsync's bucket, which envsync created
-	events       map[string]int                        // FORGE_EVENTS messages per Nats-Msg-Id
+	events       map[string]int                        // FORGE_EVENTS messages per event id
 	eventTime    map[string]time.Time                  // envelope time (set by ingest) per event id
 	final        map[string]map[string]schemas.Outcome // worker -> event id -> last terminal outcome, duplicates excluded
 	terminal     map[string]map[string]int             // worker -> event id -> terminal results, duplicates excluded
@@ -157,15 +157,17 @@ func countStreams(ctx context.Context, js jetstream.JetStream, withKV bool) (*co
 		outcomes: map[string]map[schemas.Outcome]int{}, deadLetters: map[string]int{}, auditEvents: map[string]int{},
 	}
 	err := readStream(ctx, js, schemas.StreamEvents, func(m jetstream.Msg) error {
-		id := m.Headers().Get(jetstream.MsgIDHeader)
-		c.events[id]++
+		// Keyed by the envelope's id (the delivery id): Nats-Msg-Id is the
+		// signed payload's hash.
 		var ev struct {
+			ID   string    `json:"id"`
 			Time time.Time `json:"time"`
 		}
 		if err := json.Unmarshal(m.Data(), &ev); err != nil {
 			return fmt.Errorf("decode event: %w", err)
 		}
-		c.eventTime[id] = ev.Time
+		c.events[ev.ID]++
+		c.eventTime[ev.ID] = ev.Time
 		return nil
 	})
 	if err != nil {
