@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forgebus/forgebus/services/natstest"
+	"github.com/forgebus/forgebus/natstest"
 )
 
 // stalled is a request whose body the test feeds: it is in the handler,

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forgebus/forgebus/services/natstest"
+	"github.com/forgebus/forgebus/natstest"
 )
 
 // stalledConns is how many connections the attack opens.
