@@ -242,6 +242,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.str("FORGEBUS_GOGS_URL", &c.Gogs.URL)
 	e.secret("FORGEBUS_GOGS_TOKEN", &c.Gogs.Token)
 	e.secret("FORGEBUS_MODELS_SECRET", &c.ModelsSecret)
+	e.str("FORGEBUS_AUDIT_KEY_FILE", &c.AuditKeyFile)
 	c.BuildPath = getenv("PATH")
 	e.str("FORGEBUS_BUILD_PATH", &c.BuildPath)
 

@@ -16,12 +16,12 @@ func FuzzVerify(f *testing.F) {
 	f.Add(append(b, '\n'))
 	f.Add([]byte("{}\n\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		n, err := Verify(bytes.NewReader(in))
-		if err != nil && !errors.Is(err, ErrBroken) {
-			t.Fatalf("Verify error %v is not ErrBroken", err)
+		rep := VerifyFile(bytes.NewReader(in), Options{})
+		if err := rep.Err(); err == nil || !errors.Is(err, ErrBroken) {
+			t.Fatalf("VerifyFile with no trusted key = %v, want ErrBroken", err)
 		}
-		if n < 0 {
-			t.Fatal("negative count")
+		if rep.Count < 0 || rep.Count > rep.Read {
+			t.Fatalf("count %d of %d read", rep.Count, rep.Read)
 		}
 	})
 }

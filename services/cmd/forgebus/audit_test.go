@@ -43,7 +43,16 @@ func auditFixture(t *testing.T, n int) string {
 			t.Fatal(err)
 		}
 	}
-	w, err := audit.New(js, audit.Config{FetchWait: 100 * time.Millisecond}, zerolog.Nop(), nil)
+	keyFile := filepath.Join(t.TempDir(), "audit.key")
+	if _, err := audit.CreateKey(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	key, err := audit.LoadKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FORGEBUS_AUDIT_KEY_FILE", keyFile)
+	w, err := audit.New(js, audit.Config{FetchWait: 100 * time.Millisecond, Key: key}, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +62,7 @@ func auditFixture(t *testing.T, n int) string {
 	s, _ := js.Stream(ctx, schemas.StreamAudit)
 	natstest.Eventually(t, 10*time.Second, "records", func() bool {
 		info, err := s.Info(ctx)
-		return err == nil && info.State.Msgs == uint64(n)
+		return err == nil && info.State.Msgs == uint64(n)+1 // and the genesis
 	})
 	cancel()
 	if err := <-done; err != nil {
@@ -73,7 +82,7 @@ func TestAuditCommands(t *testing.T) {
 	}
 
 	code, out, errOut := runCmd("audit", "export")
-	if code != exitOK || strings.Count(out, "\n") != 6 {
+	if code != exitOK || strings.Count(out, "\n") != 7 {
 		t.Fatalf("export: %d, %d lines, stderr %q", code, strings.Count(out, "\n"), errOut)
 	}
 	file := filepath.Join(t.TempDir(), "audit.jsonl")
@@ -87,8 +96,11 @@ func TestAuditCommands(t *testing.T) {
 		want    int
 		wantOut string
 	}{
-		{"verify stream", []string{"audit", "verify"}, exitOK, "ok: 6 records verified"},
-		{"verify file", []string{"audit", "verify", "--file", file}, exitOK, "ok: 6 records verified"},
+		{"verify stream", []string{"audit", "verify"}, exitOK, "ok: 7 records verified from genesis"},
+		{"verify file", []string{"audit", "verify", "--file", file}, exitOK, "ok: 7 records verified from genesis"},
+		{"verify file with another key", []string{"audit", "verify", "--file", file, "--pubkey", "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}, exitRuntime, "not by a key given to verify"},
+		{"bad pubkey", []string{"audit", "verify", "--pubkey", "x"}, exitUsage, "--pubkey"},
+		{"head", []string{"audit", "head"}, exitOK, `"seq":7`},
 		{"export one repo", []string{"audit", "export", "--repo", "other/x"}, exitOK, ""},
 		{"export since", []string{"audit", "export", "--since", "2026-11-24T12:00:04Z"}, exitOK, `"event_id":"ev-4"`},
 		{"query", []string{"audit", "query", "--repo", "acme/app"}, exitOK, "EVENT ID"},
@@ -117,7 +129,7 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, errOut = runCmd("audit", "verify", "--file", bad)
-	if code != exitRuntime || !strings.Contains(errOut, "record 4 (seq 4)") {
+	if code != exitRuntime || !strings.Contains(errOut, "seq 5: hash does not match") {
 		t.Fatalf("verify of a tampered file: %d, stderr %q", code, errOut)
 	}
 }
