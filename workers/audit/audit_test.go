@@ -26,7 +26,9 @@ const secret = "s3cr3t-VALUE-x9"
 // testKey signs the records of every test worker.
 var testKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
 
-func testOpts() Options { return Options{Keys: []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)}} }
+func testOpts() Options {
+	return Options{Keys: []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)}}
+}
 
 // verifyStream verifies FORGE_AUDIT with the test key and fails the test
 // unless it verifies with want records.

@@ -55,7 +55,7 @@ type Worker struct {
 	cfg    Config
 	log    zerolog.Logger
 	detail map[string]bool
-	pub    string // the public key of cfg.Key, as records carry it
+	pub    string             // the public key of cfg.Key, as records carry it
 	next   ed25519.PrivateKey // the key a key change hands over to
 
 	mu   sync.Mutex // serializes this process's appends; the CAS does the rest
