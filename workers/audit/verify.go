@@ -269,7 +269,11 @@ func (c *checker) finish() *Report {
 		}
 	}
 	if s := c.opts.SinceHead; s != nil {
-		if !c.trusted[s.Key] || checkSig(schemas.AuditRecord{Hash: s.Hash}, s.Key, s.Sig) != nil {
+		inChain := false
+		for _, k := range rep.Keys {
+			inChain = inChain || k == s.Key
+		}
+		if !(c.trusted[s.Key] || inChain) || checkSig(schemas.AuditRecord{Hash: s.Hash}, s.Key, s.Sig) != nil {
 			rep.problem(s.Seq, ProblemHead, "the kept head is not signed by a key given to verify")
 		}
 		switch {

@@ -146,6 +146,10 @@ func StreamConfig(maxAge time.Duration, replicas int) jetstream.StreamConfig {
 	if replicas < 1 {
 		replicas = 1
 	}
+	dup := 2 * time.Minute
+	if maxAge > 0 && maxAge < dup {
+		dup = maxAge // the server refuses a window longer than max_age
+	}
 	return jetstream.StreamConfig{
 		Name:        schemas.StreamAudit,
 		Description: "forgebus audit log: a hash chain of every event, result and dead letter",
@@ -156,7 +160,7 @@ func StreamConfig(maxAge time.Duration, replicas int) jetstream.StreamConfig {
 		Replicas:    replicas,
 		DenyDelete:  true,
 		DenyPurge:   true,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  dup,
 	}
 }
 
