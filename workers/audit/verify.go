@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/forgebus/forgebus/schemas"
@@ -143,6 +145,8 @@ type checker struct {
 	// or after the anchor, in the order read.
 	recorded  map[string][]uint64
 	sinceSeen bool
+	// lastAnchorAt is when the newest valid genesis or checkpoint was written.
+	lastAnchorAt time.Time
 }
 
 func newChecker(opts Options) *checker {
@@ -157,12 +161,30 @@ func newChecker(opts Options) *checker {
 	return c
 }
 
-// add checks one stored record; streamSeq is its stream sequence (0 in a
-// file).
-func (c *checker) add(raw []byte, streamSeq uint64) {
+// checked is what can be learnt of one record on its own: the costly part
+// of verify, which [batch] runs on every core.
+type checked struct {
+	r         schemas.AuditRecord
+	streamSeq uint64
+	decodeErr error
+	hashOK    bool
+	sigErr    error
+}
+
+func check(raw []byte, streamSeq uint64) checked {
+	r, err := schemas.DecodeAuditRecord(raw)
+	if err != nil {
+		return checked{streamSeq: streamSeq, decodeErr: err}
+	}
+	want, err := r.ComputeHash()
+	return checked{r: r, streamSeq: streamSeq, hashOK: err == nil && r.Hash == want, sigErr: checkSigned(r)}
+}
+
+// addChecked checks one record against the ones before it.
+func (c *checker) addChecked(k checked) {
 	rep := c.rep
 	rep.Read++
-	r, err := schemas.DecodeAuditRecord(raw)
+	r, streamSeq, err := k.r, k.streamSeq, k.decodeErr
 	if err != nil {
 		if streamSeq == 0 && c.prev != nil {
 			streamSeq = c.prev.Seq + 1 // in a file: where the record should be
@@ -176,14 +198,14 @@ func (c *checker) add(raw []byte, streamSeq uint64) {
 		c.firstRec = &r
 	}
 	before := len(rep.Problems) + rep.Dropped
-	if want, err := r.ComputeHash(); err != nil || r.Hash != want {
+	if !k.hashOK {
 		rep.problem(r.Seq, ProblemChain, "hash does not match the record's content: the record was edited")
 	}
 	if streamSeq != 0 && r.Seq != streamSeq {
 		rep.problem(r.Seq, ProblemChain, "record says seq %d but is stored at seq %d", r.Seq, streamSeq)
 	}
 	sigOK := false
-	if err := checkSigned(r); err != nil {
+	if err := k.sigErr; err != nil {
 		rep.problem(r.Seq, ProblemSignature, "%v", err)
 	} else if c.expectKey != "" && r.Key != c.expectKey {
 		rep.problem(r.Seq, ProblemSignature, "signed by key %s, but the chain's key is %s and no key change hands it over", r.Key, c.expectKey)
@@ -244,8 +266,53 @@ func (c *checker) add(raw []byte, streamSeq uint64) {
 	if clean {
 		rep.Count++
 	}
+	if clean && (r.Kind == schemas.AuditKindGenesis || r.Kind == schemas.AuditKindCheckpoint) {
+		c.lastAnchorAt = r.RecordedAt
+	}
 	c.prev, c.gap = &r, false
 	rep.Head = headOf(r)
+}
+
+// batch collects records and checks them on every core, then in order.
+type batch struct {
+	c    *checker
+	raws [][]byte
+	seqs []uint64
+	out  []checked
+}
+
+const batchSize = 2048
+
+func (b *batch) add(raw []byte, seq uint64) {
+	b.raws = append(b.raws, raw)
+	b.seqs = append(b.seqs, seq)
+	if len(b.raws) == batchSize {
+		b.flush()
+	}
+}
+
+func (b *batch) flush() {
+	n := len(b.raws)
+	if n == 0 {
+		return
+	}
+	b.out = append(b.out[:0], make([]checked, n)...)
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				b.out[i] = check(b.raws[i], b.seqs[i])
+			}
+		}(w)
+	}
+	wg.Wait()
+	for _, k := range b.out {
+		b.c.addChecked(k)
+	}
+	b.raws, b.seqs = b.raws[:0], b.seqs[:0]
 }
 
 // finish checks what needs the whole walk: the anchor, the trusted key and
@@ -300,17 +367,20 @@ func (c *checker) finish() *Report {
 // head. It cannot check the stream's configuration or coverage.
 func VerifyFile(r io.Reader, opts Options) *Report {
 	c := newChecker(opts)
+	b := &batch{c: c}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), MaxRecordSize)
 	for sc.Scan() {
 		line := sc.Bytes()
 		if len(bytes.TrimSpace(line)) == 0 {
+			b.flush()
 			c.rep.problem(0, ProblemChain, "empty line after record %d", c.rep.Read)
 			c.prev, c.gap = nil, true
 			continue
 		}
-		c.add(line, 0)
+		b.add(bytes.Clone(line), 0) // the scanner reuses its buffer
 	}
+	b.flush()
 	if err := sc.Err(); err != nil {
 		c.rep.problem(0, ProblemChain, "read after record %d: %v", c.rep.Read, err)
 	}

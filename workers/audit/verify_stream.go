@@ -30,21 +30,16 @@ func VerifyStream(ctx context.Context, js jetstream.JetStream, opts Options) (*R
 	}
 	c := newChecker(opts)
 	c.rep.Checked = append(c.rep.Checked, "configuration", "coverage")
-	var last *schemas.AuditRecord
-	var lastAnchorAt time.Time
+	b := &batch{c: c}
 	err = walk(ctx, js, func(raw []byte, seq uint64) error {
-		c.add(raw, seq)
-		if c.prev != nil && c.prev.Seq == seq {
-			last = c.prev
-			if k := c.prev.Kind; k == schemas.AuditKindGenesis || k == schemas.AuditKindCheckpoint {
-				lastAnchorAt = c.prev.RecordedAt
-			}
-		}
+		b.add(raw, seq)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	b.flush()
+	last, lastAnchorAt := c.prev, c.lastAnchorAt
 	rep := c.finish()
 	checkConfig(rep, info.Config)
 	checkRetention(rep, info.Config.MaxAge, c.firstRec, lastAnchorAt, c.opts.Now())
