@@ -208,7 +208,7 @@ func (c *checker) addChecked(k checked) {
 	if err := k.sigErr; err != nil {
 		rep.problem(r.Seq, ProblemSignature, "%v", err)
 	} else if c.expectKey != "" && r.Key != c.expectKey {
-		rep.problem(r.Seq, ProblemSignature, "signed by key %s, but the chain's key is %s and no key change hands it over", r.Key, c.expectKey)
+		rep.problem(r.Seq, ProblemSignature, "signed by key %q, but the chain's key is %q and no key change hands it over", r.Key, c.expectKey)
 	} else {
 		sigOK = true
 		if len(rep.Keys) == 0 || rep.Keys[len(rep.Keys)-1] != r.Key {
@@ -260,7 +260,7 @@ func (c *checker) addChecked(k checked) {
 	if s := c.opts.SinceHead; s != nil && r.Seq == s.Seq {
 		c.sinceSeen = true
 		if r.Hash != s.Hash {
-			rep.problem(r.Seq, ProblemHead, "the record at the kept head's seq has hash %s, not the kept %s: the log was rewritten", r.Hash, s.Hash)
+			rep.problem(r.Seq, ProblemHead, "the record at the kept head's seq has hash %q, not the kept %q: the log was rewritten", r.Hash, s.Hash)
 		}
 	}
 	if clean {
@@ -332,7 +332,7 @@ func (c *checker) finish() *Report {
 			trusted = trusted || c.trusted[k]
 		}
 		if !trusted {
-			rep.problem(0, ProblemSignature, "the records are signed by %v, not by a key given to verify", rep.Keys)
+			rep.problem(0, ProblemSignature, "the records are signed by %q, not by a key given to verify", rep.Keys)
 		}
 	}
 	if s := c.opts.SinceHead; s != nil {
@@ -353,7 +353,7 @@ func (c *checker) finish() *Report {
 			rep.problem(s.Seq, ProblemHead, "the log ends at seq %d, before the kept head: records were removed or the chain restarted", last)
 		case c.firstRec != nil && c.firstRec.Kind == schemas.AuditKindCheckpoint && c.firstRec.CheckpointSeq == s.Seq:
 			if c.firstRec.CheckpointHash != s.Hash {
-				rep.problem(s.Seq, ProblemHead, "the checkpoint at seq %d vouches for hash %s, not the kept %s", c.firstRec.Seq, c.firstRec.CheckpointHash, s.Hash)
+				rep.problem(s.Seq, ProblemHead, "the checkpoint at seq %d vouches for hash %q, not the kept %q", c.firstRec.Seq, c.firstRec.CheckpointHash, s.Hash)
 			}
 		default:
 			rep.problem(s.Seq, ProblemHead, "the kept head is no longer in the log, which starts at seq %d", rep.First)

@@ -169,12 +169,23 @@ func printReport(out, errOut io.Writer, rep *audit.Report, asJSON bool) error {
 		return nil
 	}
 	for _, p := range rep.Problems {
-		fmt.Fprintf(errOut, "problem: %s\n", cell(p.String()))
+		fmt.Fprintf(errOut, "problem: %s\n", printable(p.String()))
 	}
 	if rep.Dropped > 0 {
 		fmt.Fprintf(errOut, "problem: %d more not listed\n", rep.Dropped)
 	}
-	return fmt.Errorf("%d of %d records intact: %w", rep.Count, rep.Read, rep.Err())
+	return errors.New(printable(fmt.Sprintf("%d of %d records intact: %v", rep.Count, rep.Read, rep.Err())))
+}
+
+// printable replaces what a terminal could act on: problems quote record
+// fields, which come from anyone who can publish.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 func orDash(s string) string {
