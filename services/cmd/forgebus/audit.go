@@ -34,10 +34,10 @@ embedded server of a running forgebus at nats://FORGEBUS_NATS_LISTEN; they
 never start a server of their own.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usage(errors.New("audit needs a subcommand: verify, head, export, query, pubkey or rotate-key"))
+			return usage(errors.New("audit needs a subcommand: verify, head, export, query, pubkey, keygen or rotate-key"))
 		},
 	}
-	cmd.AddCommand(newAuditVerifyCmd(), newAuditExportCmd(), newAuditQueryCmd(), newAuditHeadCmd(), newAuditPubkeyCmd(), newAuditRotateCmd())
+	cmd.AddCommand(newAuditVerifyCmd(), newAuditExportCmd(), newAuditQueryCmd(), newAuditHeadCmd(), newAuditPubkeyCmd(), newAuditKeygenCmd(), newAuditRotateCmd())
 	return cmd
 }
 
@@ -426,5 +426,33 @@ key. verify accepts either public key.`,
 	}
 	cmd.Flags().StringVar(&newKey, "new-key", "", "file of the new signing key (created if absent)")
 	addClientFlags(cmd)
+	return cmd
+}
+
+func newAuditKeygenCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keygen <file>",
+		Short: "Create an audit signing key file (ed25519, mode 0600) and print its public key",
+		Long: `keygen writes a new ed25519 key to <file> (PEM PKCS #8, mode 0600, its
+directory 0700) for FORGEBUS_AUDIT_KEY_FILE, and prints the public key to give
+to "forgebus audit verify --pubkey". It never overwrites a file.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ranCommand = true
+			created, err := audit.CreateKey(args[0])
+			if err != nil {
+				return err
+			}
+			if !created {
+				return usage(fmt.Errorf("%s exists: keygen never overwrites a key", args[0]))
+			}
+			priv, err := audit.LoadKey(args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), audit.EncodePublicKey(priv.Public().(ed25519.PublicKey)))
+			return nil
+		},
+	}
 	return cmd
 }

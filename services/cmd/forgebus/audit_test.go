@@ -120,6 +120,25 @@ func TestAuditCommands(t *testing.T) {
 		})
 	}
 
+	// pubkey prints the configured key's public half; keygen makes a new
+	// key, 0600, and never overwrites one.
+	code, pub, errOut := runCmd("audit", "pubkey")
+	if code != exitOK || len(strings.TrimSpace(pub)) != 44 {
+		t.Fatalf("audit pubkey: %d %q %q", code, pub, errOut)
+	}
+	code, out, errOut = runCmd("audit", "verify", "--pubkey", strings.TrimSpace(pub))
+	if code != exitOK {
+		t.Fatalf("verify with the printed public key: %d %q %q", code, out, errOut)
+	}
+	newKey := filepath.Join(t.TempDir(), "k", "audit.key")
+	code, newPub, errOut := runCmd("audit", "keygen", newKey)
+	if st, err := os.Stat(newKey); code != exitOK || err != nil || st.Mode().Perm() != 0o600 || newPub == pub {
+		t.Fatalf("keygen: %d %q %q, %v", code, newPub, errOut, err)
+	}
+	if code, _, errOut = runCmd("audit", "keygen", newKey); code != exitUsage || !strings.Contains(errOut, "never overwrites") {
+		t.Fatalf("keygen over an existing key: %d %q", code, errOut)
+	}
+
 	// One altered byte in the fourth record: verify fails and names it.
 	raw, _ := os.ReadFile(file)
 	idx := bytes.Index(raw, []byte(`"event_id":"ev-3"`)) + len(`"event_id":"ev-`)
