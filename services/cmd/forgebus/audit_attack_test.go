@@ -274,4 +274,3 @@ func TestAuditAttackRecordMissingForStoredEvent(t *testing.T) {
 	b.waitRecorded()
 	mustFail(t, `FORGE_EVENTS seq 4 (event "ev-3") has no audit record`, "audit", "verify")
 }
-
