@@ -147,6 +147,9 @@ type checker struct {
 	sinceSeen bool
 	// lastAnchorAt is when the newest valid genesis or checkpoint was written.
 	lastAnchorAt time.Time
+	// onClean, when set, gets every record that verified on its own and
+	// against the one before it.
+	onClean func(schemas.AuditRecord)
 }
 
 func newChecker(opts Options) *checker {
@@ -265,6 +268,9 @@ func (c *checker) addChecked(k checked) {
 	}
 	if clean {
 		rep.Count++
+		if c.onClean != nil {
+			c.onClean(r)
+		}
 	}
 	if clean && (r.Kind == schemas.AuditKindGenesis || r.Kind == schemas.AuditKindCheckpoint) {
 		c.lastAnchorAt = r.RecordedAt

@@ -313,11 +313,18 @@ repository. An export without filters can be checked with
 }
 
 func newAuditQueryCmd() *cobra.Command {
-	var since, repo string
+	var (
+		since, repo string
+		pubkeys     []string
+	)
 	cmd := &cobra.Command{
 		Use:   "query",
-		Short: "Show a repository's audit records as a table: time, who, what, worker, event id",
-		Args:  cobra.NoArgs,
+		Short: "Show a repository's verified audit records as a table: time, who, what, worker, event id",
+		Long: `query lists the records of one repository that verify (hash, link and
+signature by the chain's key, checked against --pubkey or the configured
+key). Records that do not verify are left out, with a warning on stderr:
+run "forgebus audit verify" to see why.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if repo == "" {
 				return usage(errors.New("query needs --repo owner/name"))
@@ -329,20 +336,29 @@ func newAuditQueryCmd() *cobra.Command {
 			if err != nil {
 				return usage(err)
 			}
+			keys, err := auditPublicKeys(cmd, pubkeys)
+			if err != nil {
+				return err
+			}
 			b, err := connectClient(cmd, "audit-query")
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			recs, err := audit.Query(cmd.Context(), b.JS, repo, t)
+			recs, rep, err := audit.QueryVerified(cmd.Context(), b.JS, repo, t, audit.Options{Keys: keys})
 			if err != nil {
 				return auditStreamErr(err)
+			}
+			if !rep.OK() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: the audit log does not verify (%d problems, the first: %s); records that do not verify are left out: run 'forgebus audit verify'\n",
+					len(rep.Problems)+rep.Dropped, printable(rep.Problems[0].String()))
 			}
 			return printTable(cmd.OutOrStdout(), recs)
 		},
 	}
 	cmd.Flags().StringVar(&repo, "repo", "", "repository (owner/name), required")
 	cmd.Flags().StringVar(&since, "since", "", "only records at or after this time (RFC 3339) or this long ago (24h)")
+	cmd.Flags().StringArrayVar(&pubkeys, "pubkey", nil, "trusted audit public key (base64); default: the configured key's")
 	addClientFlags(cmd)
 	return cmd
 }

@@ -166,6 +166,9 @@ func TestAuditAttackForgedRecord(t *testing.T) {
 	if _, err := b.js.Publish(context.Background(), schemas.AuditSubject, data, jetstream.WithExpectLastSequence(head.Seq)); err != nil {
 		t.Fatal(err)
 	}
+	if code, out, errOut := runAudit("audit", "query", "--repo", "acme/app"); code != exitOK || strings.Contains(out, "mallory") || !strings.Contains(errOut, "warning") {
+		t.Fatalf("audit query with a forged record: %d, stdout %q, stderr %q; want it left out, with a warning", code, out, errOut)
+	}
 	mustFail(t, "not signed", "audit", "verify")
 
 	// The worker, given a new event, must not chain on top of the forgery.
