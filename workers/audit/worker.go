@@ -72,8 +72,6 @@ type head struct {
 	seq    uint64
 	hash   string
 	covers map[string]uint64
-	// key must sign the next record.
-	key string
 }
 
 // New returns an audit worker. reg may be nil; otherwise the worker's
@@ -364,7 +362,7 @@ func (w *Worker) publish(ctx context.Context, h *head, r schemas.AuditRecord, ms
 		w.head = nil
 		return fmt.Errorf("publish %s: stored at seq %d, not %d", schemas.AuditSubject, ack.Sequence, r.Seq)
 	}
-	w.head = &head{seq: ack.Sequence, hash: r.Hash, covers: r.Covers, key: w.pub}
+	w.head = &head{seq: ack.Sequence, hash: r.Hash, covers: r.Covers}
 	return nil
 }
 
@@ -449,7 +447,7 @@ func loadHead(ctx context.Context, js jetstream.JetStream, pub string) (*head, e
 	}
 	m, err := s.GetLastMsgForSubject(ctx, schemas.AuditSubject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return &head{covers: map[string]uint64{}, key: pub}, nil
+		return &head{covers: map[string]uint64{}}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get audit head: %w", err)
@@ -474,7 +472,7 @@ func loadHead(ctx context.Context, js jetstream.JetStream, pub string) (*head, e
 	if covers == nil {
 		covers = map[string]uint64{}
 	}
-	return &head{seq: m.Sequence, hash: r.Hash, covers: covers, key: pub}, nil
+	return &head{seq: m.Sequence, hash: r.Hash, covers: covers}, nil
 }
 
 func isWrongLastSeq(err error) bool {
