@@ -235,3 +235,36 @@ func TestRetentionWithCheckpoints(t *testing.T) {
 		t.Fatalf("records dropped early: %v", p)
 	}
 }
+
+// Verify while the worker records: what is recorded after the walk began
+// is not reported missing.
+func TestVerifyWhileRecording(t *testing.T) {
+	js := setup(t)
+	_, stop := startWorker(t, js, nil, 5*time.Second)
+	defer stop()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		publishSources(t, js, 1500)
+	}()
+	runs := 0
+	for {
+		rep, err := VerifyStream(context.Background(), js, testOpts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() {
+			t.Fatalf("verify during recording, run %d: %v", runs, rep.Problems)
+		}
+		runs++
+		select {
+		case <-done:
+		default:
+			continue
+		}
+		if consumersIdle(t, js) && runs >= 3 {
+			break
+		}
+	}
+	t.Logf("%d verifies while recording", runs)
+}

@@ -28,6 +28,12 @@ func VerifyStream(ctx context.Context, js jetstream.JetStream, opts Options) (*R
 	if err != nil {
 		return nil, fmt.Errorf("stream info %s: %w", schemas.StreamAudit, err)
 	}
+	// What the audit worker acknowledged before the walk begins is recorded
+	// in what the walk reads; read later, it would race new records.
+	acked, err := ackFloors(ctx, js)
+	if err != nil {
+		return nil, err
+	}
 	c := newChecker(opts)
 	c.rep.Checked = append(c.rep.Checked, "configuration", "coverage")
 	b := &batch{c: c}
@@ -47,7 +53,7 @@ func VerifyStream(ctx context.Context, js jetstream.JetStream, opts Options) (*R
 	if last != nil {
 		covers = last.Covers
 	}
-	if err := checkCoverage(ctx, js, rep, c, covers); err != nil {
+	if err := checkCoverage(ctx, js, rep, c, covers, acked); err != nil {
 		return nil, err
 	}
 	return rep, nil
@@ -109,7 +115,7 @@ func checkRetention(rep *Report, maxAge time.Duration, first *schemas.AuditRecor
 // checkCoverage names, per source stream, the first message without a
 // record, among those the head says are recorded or the audit worker has
 // acknowledged, after what the anchor vouches for.
-func checkCoverage(ctx context.Context, js jetstream.JetStream, rep *Report, c *checker, covers map[string]uint64) error {
+func checkCoverage(ctx context.Context, js jetstream.JetStream, rep *Report, c *checker, covers, acked map[string]uint64) error {
 	for _, src := range Sources {
 		s, err := js.Stream(ctx, src.Stream)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -122,14 +128,7 @@ func checkCoverage(ctx context.Context, js jetstream.JetStream, rep *Report, c *
 		if err != nil {
 			return fmt.Errorf("stream info %s: %w", src.Stream, err)
 		}
-		hi := covers[src.Stream]
-		if cons, err := js.Consumer(ctx, src.Stream, src.Durable); err == nil {
-			if ci := cons.CachedInfo(); ci != nil && ci.AckFloor.Stream > hi {
-				hi = ci.AckFloor.Stream
-			}
-		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return fmt.Errorf("consumer %s on %s: %w", src.Durable, src.Stream, err)
-		}
+		hi := max(covers[src.Stream], acked[src.Stream])
 		if hi > info.State.LastSeq {
 			hi = info.State.LastSeq
 		}
@@ -163,6 +162,25 @@ func checkCoverage(ctx context.Context, js jetstream.JetStream, rep *Report, c *
 			src.Stream, first, describe(ctx, s, first), n, hi)
 	}
 	return nil
+}
+
+// ackFloors returns, per source stream, the highest sequence up to which
+// the audit worker's consumer has acknowledged everything.
+func ackFloors(ctx context.Context, js jetstream.JetStream) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for _, src := range Sources {
+		cons, err := js.Consumer(ctx, src.Stream, src.Durable)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("consumer %s on %s: %w", src.Durable, src.Stream, err)
+		}
+		if ci := cons.CachedInfo(); ci != nil {
+			out[src.Stream] = ci.AckFloor.Stream
+		}
+	}
+	return out, nil
 }
 
 // describe names the event of a source message, for a coverage problem.
