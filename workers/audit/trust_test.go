@@ -204,7 +204,7 @@ func TestRetentionWithCheckpoints(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	const maxAge = 2 * time.Second
+	const maxAge = 4 * time.Second
 	if _, err := js.CreateStream(ctx, StreamConfig(maxAge, 1)); err != nil {
 		t.Fatal(err)
 	}
