@@ -120,6 +120,26 @@ func TestAuditCommands(t *testing.T) {
 		})
 	}
 
+	// A head kept outside: verify --since-head holds it, on the stream and
+	// on the export; a head that is not in the log fails.
+	code, headJSON, errOut := runCmd("audit", "head")
+	headFile := filepath.Join(t.TempDir(), "head.json")
+	if err := os.WriteFile(headFile, []byte(headJSON), 0o600); code != exitOK || err != nil {
+		t.Fatalf("audit head: %d %q %v", code, errOut, err)
+	}
+	for _, args := range [][]string{{"audit", "verify", "--since-head", headFile}, {"audit", "verify", "--file", file, "--since-head", headFile}} {
+		if code, out, errOut := runCmd(args...); code != exitOK {
+			t.Fatalf("%v: %d %q %q", args, code, out, errOut)
+		}
+	}
+	later := strings.Replace(headJSON, `"seq":7`, `"seq":8`, 1)
+	if err := os.WriteFile(headFile, []byte(later), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCmd("audit", "verify", "--file", file, "--since-head", headFile); code != exitRuntime || !strings.Contains(errOut, "ends at seq 7") {
+		t.Fatalf("verify of an export that ends before the kept head: %d %q", code, errOut)
+	}
+
 	// pubkey prints the configured key's public half; keygen makes a new
 	// key, 0600, and never overwrites one.
 	code, pub, errOut := runCmd("audit", "pubkey")
