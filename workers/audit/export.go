@@ -90,7 +90,7 @@ func QueryVerified(ctx context.Context, js jetstream.JetStream, repo string, sin
 	}); err != nil {
 		return nil, nil, err
 	}
-	b.flush()
+	b.end()
 	rep := c.finish()
 	for _, p := range rep.Problems {
 		if p.Kind == ProblemSignature && p.Seq == 0 {

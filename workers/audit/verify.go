@@ -279,12 +279,13 @@ func (c *checker) addChecked(k checked) {
 	rep.Head = headOf(r)
 }
 
-// batch collects records and checks them on every core, then in order.
+// batch collects records and checks them on every core, while the next
+// batch is read; the results are then added in order.
 type batch struct {
-	c    *checker
-	raws [][]byte
-	seqs []uint64
-	out  []checked
+	c        *checker
+	raws     [][]byte
+	seqs     []uint64
+	inFlight chan []checked // the batch being checked, if any
 }
 
 const batchSize = 2048
@@ -297,28 +298,52 @@ func (b *batch) add(raw []byte, seq uint64) {
 	}
 }
 
+// flush starts checking the records collected so far and adds the results
+// of the batch before.
 func (b *batch) flush() {
-	n := len(b.raws)
-	if n == 0 {
+	if len(b.raws) == 0 {
 		return
 	}
-	b.out = append(b.out[:0], make([]checked, n)...)
+	raws, seqs := b.raws, b.seqs
+	b.raws, b.seqs = make([][]byte, 0, batchSize), make([]uint64, 0, batchSize)
+	done := make(chan []checked, 1)
+	go func() { done <- checkAll(raws, seqs) }()
+	b.drain()
+	b.inFlight = done
+}
+
+// drain adds the results of the batch in flight.
+func (b *batch) drain() {
+	if b.inFlight == nil {
+		return
+	}
+	for _, k := range <-b.inFlight {
+		b.c.addChecked(k)
+	}
+	b.inFlight = nil
+}
+
+// end checks and adds everything collected.
+func (b *batch) end() {
+	b.flush()
+	b.drain()
+}
+
+func checkAll(raws [][]byte, seqs []uint64) []checked {
+	out := make([]checked, len(raws))
 	workers := runtime.GOMAXPROCS(0)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			for i := w; i < n; i += workers {
-				b.out[i] = check(b.raws[i], b.seqs[i])
+			for i := w; i < len(raws); i += workers {
+				out[i] = check(raws[i], seqs[i])
 			}
 		}(w)
 	}
 	wg.Wait()
-	for _, k := range b.out {
-		b.c.addChecked(k)
-	}
-	b.raws, b.seqs = b.raws[:0], b.seqs[:0]
+	return out
 }
 
 // finish checks what needs the whole walk: the anchor, the trusted key and
@@ -379,14 +404,14 @@ func VerifyFile(r io.Reader, opts Options) *Report {
 	for sc.Scan() {
 		line := sc.Bytes()
 		if len(bytes.TrimSpace(line)) == 0 {
-			b.flush()
+			b.end()
 			c.rep.problem(0, ProblemChain, "empty line after record %d", c.rep.Read)
 			c.prev, c.gap = nil, true
 			continue
 		}
 		b.add(bytes.Clone(line), 0) // the scanner reuses its buffer
 	}
-	b.flush()
+	b.end()
 	if err := sc.Err(); err != nil {
 		c.rep.problem(0, ProblemChain, "read after record %d: %v", c.rep.Read, err)
 	}

@@ -44,7 +44,7 @@ func VerifyStream(ctx context.Context, js jetstream.JetStream, opts Options) (*R
 	if err != nil {
 		return nil, err
 	}
-	b.flush()
+	b.end()
 	last, lastAnchorAt := c.prev, c.lastAnchorAt
 	rep := c.finish()
 	checkConfig(rep, info.Config)
