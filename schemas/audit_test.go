@@ -65,3 +65,26 @@ func TestDecodeAuditRecordIsStrict(t *testing.T) {
 		})
 	}
 }
+
+func TestAuditRecordV1CanonicalUnchangedAndSigNotHashed(t *testing.T) {
+	// A v1 record's canonical form is what it was before signatures existed.
+	v1 := AuditRecord{Seq: 1, Kind: AuditKindEvent, EventID: "e", Source: StreamEvents, SourceSeq: 1}
+	c, _ := v1.Canonical()
+	want := `{"seq":1,"recorded_at":"0001-01-01T00:00:00Z","time":"0001-01-01T00:00:00Z","kind":"event","event_id":"e","source":"FORGE_EVENTS","source_seq":1,"covers":null,"prev_hash":"","hash":""}`
+	if string(c) != want {
+		t.Fatalf("v1 canonical form changed\n got %s\nwant %s", c, want)
+	}
+	v2 := v1
+	v2.V, v2.Key = AuditRecordVersion, "k"
+	_ = v2.Seal()
+	signed := v2
+	signed.Sig, signed.NextKeySig = "s", "n"
+	if h, _ := signed.ComputeHash(); h != v2.Hash {
+		t.Fatal("the signatures are part of what is hashed; they must sign the hash instead")
+	}
+	withKey := v2
+	withKey.Key = "other"
+	if h, _ := withKey.ComputeHash(); h == v2.Hash {
+		t.Fatal("the signing key is not covered by the hash")
+	}
+}

@@ -57,6 +57,10 @@ type Config struct {
 	Ingest  Ingest  `yaml:"ingest"`
 	Spool   Spool   `yaml:"spool"`
 
+	// AuditKeyFile is the audit worker's ed25519 signing key
+	// (FORGEBUS_AUDIT_KEY_FILE); see [Config.AuditKeyPath].
+	AuditKeyFile string `yaml:"-"`
+
 	// ModelsSecret is the models worker's secret (FORGEBUS_MODELS_SECRET[_FILE]).
 	ModelsSecret Secret `yaml:"-"`
 
@@ -207,6 +211,15 @@ func Default() Config {
 
 // NATSDir is the embedded server's store directory.
 func (c Config) NATSDir() string { return filepath.Join(c.DataDir, "nats") }
+
+// AuditKeyPath is the audit signing key file: AuditKeyFile, or
+// <DataDir>/creds/audit.key, where "forgebus dev" creates one.
+func (c Config) AuditKeyPath() string {
+	if c.AuditKeyFile != "" {
+		return c.AuditKeyFile
+	}
+	return filepath.Join(c.DataDir, "creds", "audit.key")
+}
 
 // SpoolDir is the spool directory: Spool.Dir, or <DataDir>/spool.
 func (c Config) SpoolDir() string {

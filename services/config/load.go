@@ -247,6 +247,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.secret("FORGEBUS_GOGS_TOKEN", &c.Gogs.Token)
 	e.duration("FORGEBUS_GOGS_API_TIMEOUT", &c.Gogs.APITimeout)
 	e.secret("FORGEBUS_MODELS_SECRET", &c.ModelsSecret)
+	e.str("FORGEBUS_AUDIT_KEY_FILE", &c.AuditKeyFile)
 	c.BuildPath = getenv("PATH")
 	e.str("FORGEBUS_BUILD_PATH", &c.BuildPath)
 

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,23 @@ import (
 )
 
 const secret = "s3cr3t-VALUE-x9"
+
+// testKey signs the records of every test worker.
+var testKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+
+func testOpts() Options {
+	return Options{Keys: []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)}}
+}
+
+// verifyStream verifies FORGE_AUDIT with the test key and fails the test
+// unless it verifies with want records.
+func verifyStream(t *testing.T, ctx context.Context, js jetstream.JetStream, want int) {
+	t.Helper()
+	rep, err := VerifyStream(ctx, js, testOpts())
+	if err != nil || !rep.OK() || rep.Count != want {
+		t.Fatalf("VerifyStream = %+v, %v; want %d records and no problem", rep, err, want)
+	}
+}
 
 func setup(t *testing.T) jetstream.JetStream {
 	t.Helper()
@@ -120,7 +138,7 @@ func startWorker(t *testing.T, js jetstream.JetStream, logs *bytes.Buffer, ackWa
 	if logs != nil {
 		log = zerolog.New(&lockedWriter{mu: &mu, w: logs})
 	}
-	w, err := New(js, Config{FetchWait: 200 * time.Millisecond, AckWait: ackWait}, log, nil)
+	w, err := New(js, Config{FetchWait: 200 * time.Millisecond, AckWait: ackWait, Key: testKey}, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,12 +182,12 @@ func TestTwoReplicasOneChain(t *testing.T) {
 	a, stopA := startWorker(t, js, &logs, 5*time.Second)
 	b, stopB := startWorker(t, js, nil, 5*time.Second)
 
-	natstest.Eventually(t, 50*time.Second, "2000 audit records", func() bool { return auditCount(t, js) >= n })
+	natstest.Eventually(t, 50*time.Second, "2000 audit records", func() bool { return auditCount(t, js) >= n+1 })
 	natstest.Eventually(t, 10*time.Second, "consumers drained", func() bool { return consumersIdle(t, js) })
 	stopA()
 	stopB()
-	if got := auditCount(t, js); got != n {
-		t.Fatalf("audit has %d records, want %d", got, n)
+	if got := auditCount(t, js); got != n+1 {
+		t.Fatalf("audit has %d records, want %d and the genesis", got, n)
 	}
 	appended := func(w *Worker) int {
 		total := 0
@@ -184,13 +202,10 @@ func TestTwoReplicasOneChain(t *testing.T) {
 		t.Fatalf("replicas appended %d records in all, want %d", appended(a)+appended(b), n)
 	}
 
-	verified, err := VerifyStream(context.Background(), js)
-	if err != nil || verified != n {
-		t.Fatalf("VerifyStream = %d, %v", verified, err)
-	}
+	verifyStream(t, context.Background(), js, n+1)
 
 	var buf bytes.Buffer
-	if written, err := Export(context.Background(), js, Filter{}, &buf); err != nil || written != n {
+	if written, err := Export(context.Background(), js, Filter{}, &buf); err != nil || written != n+1 {
 		t.Fatalf("Export = %d, %v", written, err)
 	}
 	if strings.Contains(buf.String(), secret) || strings.Contains(logs.String(), secret) {
@@ -203,6 +218,9 @@ func TestTwoReplicasOneChain(t *testing.T) {
 		r, err := schemas.DecodeAuditRecord([]byte(line))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if r.Kind == schemas.AuditKindGenesis {
+			continue
 		}
 		seen[fmt.Sprintf("%s:%d", r.Source, r.SourceSeq)]++
 		perSource[r.Source]++
@@ -252,15 +270,15 @@ func TestVerifyFindsTampering(t *testing.T) {
 	const n = 30
 	publishSources(t, js, n)
 	_, stop := startWorker(t, js, nil, 5*time.Second)
-	natstest.Eventually(t, 20*time.Second, "audit records", func() bool { return auditCount(t, js) >= n })
+	natstest.Eventually(t, 20*time.Second, "audit records", func() bool { return auditCount(t, js) >= n+1 })
 	stop()
 	var buf bytes.Buffer
 	if _, err := Export(context.Background(), js, Filter{}, &buf); err != nil {
 		t.Fatal(err)
 	}
 	file := buf.Bytes()
-	if got, err := Verify(bytes.NewReader(file)); err != nil || got != n {
-		t.Fatalf("untouched export: Verify = %d, %v", got, err)
+	if rep := VerifyFile(bytes.NewReader(file), testOpts()); !rep.OK() || rep.Count != n+1 {
+		t.Fatalf("untouched export: VerifyFile = %+v", rep)
 	}
 	lineStarts := []int{0}
 	for i, c := range file {
@@ -268,19 +286,19 @@ func TestVerifyFindsTampering(t *testing.T) {
 			lineStarts = append(lineStarts, i+1)
 		}
 	}
-	recordOf := func(off int) int {
+	seqOf := func(off int) uint64 {
 		r := 0
 		for i, s := range lineStarts {
 			if s <= off {
 				r = i
 			}
 		}
-		return r
+		return uint64(r + 1)
 	}
 	// Positions: the first byte, inside a field name, a value, a hash, the
 	// prev_hash, a newline, the last byte before the final newline.
-	positions := []int{0, 3, lineStarts[1] + 10, lineStarts[n/2] + 40, len(file) - 3, lineStarts[7] - 1}
-	for _, field := range []string{`"hash":"`, `"prev_hash":"`, `"sender":"`, `"recorded_at":"`, `"covers":{`} {
+	positions := []int{3, lineStarts[1] + 10, lineStarts[n/2] + 40, len(file) - 3, lineStarts[7] - 1}
+	for _, field := range []string{`"hash":"`, `"prev_hash":"`, `"sender":"`, `"recorded_at":"`, `"covers":{`, `"sig":"`, `"key":"`} {
 		if i := bytes.Index(file[lineStarts[n/3]:], []byte(field)); i >= 0 {
 			positions = append(positions, lineStarts[n/3]+i+len(field)+1)
 		}
@@ -289,34 +307,30 @@ func TestVerifyFindsTampering(t *testing.T) {
 		t.Run(fmt.Sprintf("byte_%d", pos), func(t *testing.T) {
 			bad := bytes.Clone(file)
 			bad[pos] ^= 0x01
-			want := recordOf(pos)
-			if bad[pos] == '\n' || file[pos] == '\n' {
-				want = recordOf(pos) // the merged or split line is that record
-			}
-			_, err := Verify(bytes.NewReader(bad))
+			rep := VerifyFile(bytes.NewReader(bad), testOpts())
+			err := rep.Err()
 			var be *BrokenError
 			if !errors.As(err, &be) || !errors.Is(err, ErrBroken) {
-				t.Fatalf("Verify = %v, want a BrokenError", err)
+				t.Fatalf("VerifyFile = %v, want a BrokenError", err)
 			}
-			if be.Index != want {
-				t.Fatalf("broken at record %d (%s), want %d", be.Index, be.Reason, want)
+			if want := seqOf(pos); be.Seq != want && !(want == 1 && be.Seq == 0) {
+				t.Fatalf("first problem at seq %d (%s), want %d", be.Seq, be.Reason, want)
 			}
 		})
 	}
 	t.Run("record removed", func(t *testing.T) {
 		lines := bytes.SplitAfter(file, []byte("\n"))
 		bad := bytes.Join(append(lines[:5:5], lines[6:]...), nil)
-		_, err := Verify(bytes.NewReader(bad))
 		var be *BrokenError
-		if !errors.As(err, &be) || be.Index != 5 {
-			t.Fatalf("Verify = %v, want a break at record 5", err)
+		if err := VerifyFile(bytes.NewReader(bad), testOpts()).Err(); !errors.As(err, &be) || be.Seq != 7 {
+			t.Fatalf("VerifyFile = %v, want a break at seq 7", err)
 		}
 	})
 	t.Run("equivalent json escape", func(t *testing.T) {
 		// Same JSON meaning, different bytes: still a break.
 		bad := bytes.Replace(file, []byte(`"kind":"event"`), []byte(`"kind":"\u0065vent"`), 1)
-		if _, err := Verify(bytes.NewReader(bad)); !errors.Is(err, ErrBroken) {
-			t.Fatalf("Verify = %v, want ErrBroken", err)
+		if err := VerifyFile(bytes.NewReader(bad), testOpts()).Err(); !errors.Is(err, ErrBroken) {
+			t.Fatalf("VerifyFile = %v, want ErrBroken", err)
 		}
 	})
 }
@@ -330,7 +344,7 @@ func TestRedeliveryAfterCrashIsNotRecordedTwice(t *testing.T) {
 
 	// "Replica A": fetch events #1 and #2 through the durable consumer,
 	// append them, never ack (it crashed).
-	crashed, err := New(js, Config{AckWait: time.Second}, zerolog.Nop(), nil)
+	crashed, err := New(js, Config{AckWait: time.Second, Key: testKey}, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,12 +362,12 @@ func TestRedeliveryAfterCrashIsNotRecordedTwice(t *testing.T) {
 			t.Fatalf("append = %v, %v", ok, err)
 		}
 	}
-	if auditCount(t, js) != 1 {
+	if auditCount(t, js) != 2 {
 		t.Fatal("the crashed replica's record is missing")
 	}
 
 	// A fresh replica, with no cached head, gets the redelivery.
-	fresh, err := New(js, Config{}, zerolog.Nop(), nil)
+	fresh, err := New(js, Config{Key: testKey}, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,13 +377,11 @@ func TestRedeliveryAfterCrashIsNotRecordedTwice(t *testing.T) {
 
 	// Replica B runs; the consumer redelivers events #1 after AckWait.
 	startWorker(t, js, nil, time.Second)
-	natstest.Eventually(t, 20*time.Second, "all recorded", func() bool { return auditCount(t, js) >= n && consumersIdle(t, js) })
-	if got := auditCount(t, js); got != n {
-		t.Fatalf("audit has %d records, want %d", got, n)
+	natstest.Eventually(t, 20*time.Second, "all recorded", func() bool { return auditCount(t, js) >= n+1 && consumersIdle(t, js) })
+	if got := auditCount(t, js); got != n+1 {
+		t.Fatalf("audit has %d records, want %d and the genesis", got, n)
 	}
-	if got, err := VerifyStream(context.Background(), js); err != nil || got != n {
-		t.Fatalf("VerifyStream = %d, %v", got, err)
-	}
+	verifyStream(t, context.Background(), js, n+1)
 }
 
 func TestAuditStreamDeniesDeleteAndPurge(t *testing.T) {
@@ -397,7 +409,7 @@ func TestUndecodableSourceIsRecorded(t *testing.T) {
 	}
 	publishSources(t, js, 3)
 	_, stop := startWorker(t, js, nil, 5*time.Second)
-	natstest.Eventually(t, 10*time.Second, "4 records", func() bool { return auditCount(t, js) >= 4 })
+	natstest.Eventually(t, 10*time.Second, "4 records", func() bool { return auditCount(t, js) >= 5 })
 	stop()
 	var buf bytes.Buffer
 	if _, err := Export(ctx, js, Filter{}, &buf); err != nil {
@@ -416,8 +428,8 @@ func TestUndecodableSourceIsRecorded(t *testing.T) {
 	if first.Note != "event does not decode" || first.SourceSeq != 1 || strings.Contains(buf.String(), secret) {
 		t.Fatalf("record of a bad event: %+v", first)
 	}
-	if n, err := Verify(&buf); err != nil || n != 4 {
-		t.Fatalf("Verify = %d, %v", n, err)
+	if rep := VerifyFile(&buf, testOpts()); !rep.OK() || rep.Count != 5 {
+		t.Fatalf("VerifyFile = %+v", rep)
 	}
 }
 
@@ -431,7 +443,7 @@ func TestWalkResumesAfterAFailedPull(t *testing.T) {
 	const n = 1200
 	publishSources(t, js, n)
 	_, stop := startWorker(t, js, nil, 5*time.Second)
-	natstest.Eventually(t, 30*time.Second, "audit records", func() bool { return auditCount(t, js) >= n })
+	natstest.Eventually(t, 30*time.Second, "audit records", func() bool { return auditCount(t, js) >= n+1 })
 	stop()
 
 	flaky := &failingPulls{JetStream: js, failAfter: 1, failures: 2}
@@ -444,7 +456,7 @@ func TestWalkResumesAfterAFailedPull(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("walk with failing pulls: %v", err)
 	}
-	if flaky.failed != 2 || len(seqs) != n {
+	if flaky.failed != 2 || len(seqs) != n+1 {
 		t.Fatalf("walk read %d records after %d failed pulls, want %d after 2", len(seqs), flaky.failed, n)
 	}
 	for i, seq := range seqs {
@@ -452,9 +464,7 @@ func TestWalkResumesAfterAFailedPull(t *testing.T) {
 			t.Fatalf("record %d has sequence %d: a gap or a repeat", i, seq)
 		}
 	}
-	if got, err := VerifyStream(wctx, flaky); err != nil || got != n {
-		t.Fatalf("VerifyStream = %d, %v", got, err)
-	}
+	verifyStream(t, wctx, flaky, n+1)
 }
 
 // failingPulls makes the pull after failAfter good ones fail with

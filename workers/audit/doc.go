@@ -6,7 +6,11 @@
 // one message in flight each) and appends one [schemas.AuditRecord] per
 // message to FORGE_AUDIT, a stream that denies delete and purge. Records
 // form a hash chain: each holds the hash of the one before it, and its own
-// hash over its canonical form (see [schemas.AuditRecord.Canonical]).
+// hash over its canonical form (see [schemas.AuditRecord.Canonical]), and
+// each is signed with the worker's ed25519 key ([Config.Key]). The chain
+// starts with a genesis record; with a max_age on FORGE_AUDIT the worker
+// writes checkpoints that a log cut by retention starts from. The worker
+// never chains on top of a head that is not validly signed for its key.
 //
 // # One chain, every message once
 //
@@ -33,8 +37,10 @@
 //
 // # Verify, export, query
 //
-// [Verify] walks an exported file, [VerifyStream] the stream; both recompute
-// every hash and every prev link and name the first broken record. Verify
-// needs an unfiltered export (or one contiguous run of records): a filter
-// leaves gaps that are reported as breaks.
+// [VerifyFile] checks an exported file, [VerifyStream] the stream; both
+// recompute every hash, link and signature and check the anchor, and
+// return a [Report] naming every problem. VerifyStream also checks
+// FORGE_AUDIT's configuration and that every source message has its
+// record. VerifyFile needs an unfiltered export (or a contiguous run of
+// records from an anchor): a filter leaves gaps that are reported as breaks.
 package audit

@@ -7,25 +7,32 @@ import (
 
 // Sentinel errors; compare with [errors.Is].
 var (
-	// ErrBroken: the chain does not verify. The error is a *[BrokenError].
-	ErrBroken = errors.New("audit chain is broken")
-	// ErrHead: the last record of FORGE_AUDIT cannot be read as a record, so
-	// nothing can be chained to it. An operator must look.
-	ErrHead = errors.New("audit head is not a valid record")
+	// ErrBroken: the log does not verify. The error is a *[BrokenError].
+	ErrBroken = errors.New("audit log does not verify")
+	// ErrHead: the last record of FORGE_AUDIT is not one this worker may
+	// chain on (unreadable, unsigned, badly signed, or another key's), so
+	// nothing is appended. An operator must look.
+	ErrHead = errors.New("audit head is not a valid signed record")
 )
 
-// BrokenError names the first record that does not verify.
+// BrokenError names the first problem verify found.
 type BrokenError struct {
-	// Index is the 0-based position of the record in the file or walk.
-	Index int
-	// Seq is the record's sequence, when it could be read (0 otherwise).
+	// Seq is the record concerned (0 when the problem is not one record's).
 	Seq uint64
+	// Kind is one of the Problem* kinds.
+	Kind string
 	// Reason says what is wrong.
 	Reason string
+	// More counts the other problems found.
+	More int
 }
 
 func (e *BrokenError) Error() string {
-	return fmt.Sprintf("%v at record %d (seq %d): %s", ErrBroken, e.Index+1, e.Seq, e.Reason)
+	p := Problem{Seq: e.Seq, Kind: e.Kind, Message: e.Reason}
+	if e.More > 0 {
+		return fmt.Sprintf("%v: %s (and %d more problems)", ErrBroken, p, e.More)
+	}
+	return fmt.Sprintf("%v: %s", ErrBroken, p)
 }
 
 // Unwrap returns [ErrBroken].

@@ -71,6 +71,36 @@ func Query(ctx context.Context, js jetstream.JetStream, repo string, since time.
 	return out, err
 }
 
+// QueryVerified is [Query] for records that verify: each one's hash, link
+// and signature by the chain's key. Records that do not are left out, and
+// the report says why; a forged record is never listed as a fact.
+func QueryVerified(ctx context.Context, js jetstream.JetStream, repo string, since time.Time, opts Options) ([]schemas.AuditRecord, *Report, error) {
+	f := Filter{Repo: repo, Since: since}
+	var out []schemas.AuditRecord
+	c := newChecker(opts)
+	c.onClean = func(r schemas.AuditRecord) {
+		if f.Match(r) {
+			out = append(out, r)
+		}
+	}
+	b := &batch{c: c}
+	if err := walk(ctx, js, func(raw []byte, seq uint64) error {
+		b.add(raw, seq)
+		return nil
+	}); err != nil {
+		return nil, nil, err
+	}
+	b.end()
+	rep := c.finish()
+	for _, p := range rep.Problems {
+		if p.Kind == ProblemSignature && p.Seq == 0 {
+			// The chain is signed by a key nobody gave: nothing in it is a fact.
+			out = nil
+		}
+	}
+	return out, rep, nil
+}
+
 // walk calls fn for every message of FORGE_AUDIT up to the last sequence at
 // the start of the walk, in order. A read that fails midway (a node
 // restarting, the consumer's server gone: "no responders") resumes after

@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -37,6 +39,13 @@ type Config struct {
 	DetailKeys []string
 	// Now is the clock for RecordedAt; nil means time.Now.
 	Now func() time.Time
+	// Key signs every record; required. Its public key is what verify
+	// checks the records against.
+	Key ed25519.PrivateKey
+	// CheckpointEvery is how often a checkpoint record is written. Zero
+	// means a quarter of FORGE_AUDIT's max_age, and none when the stream
+	// keeps records forever; a negative value means never.
+	CheckpointEvery time.Duration
 }
 
 // Worker appends the audit chain. Run it with [Worker.Run]; several replicas
@@ -46,9 +55,13 @@ type Worker struct {
 	cfg    Config
 	log    zerolog.Logger
 	detail map[string]bool
+	pub    string             // the public key of cfg.Key, as records carry it
+	next   ed25519.PrivateKey // the key a key change hands over to
 
 	mu   sync.Mutex // serializes this process's appends; the CAS does the rest
 	head *head
+	// lastCheckpoint is when this process last wrote a checkpoint.
+	lastCheckpoint time.Time
 
 	records   *prometheus.CounterVec
 	conflicts prometheus.Counter
@@ -67,6 +80,9 @@ func New(js jetstream.JetStream, cfg Config, log zerolog.Logger, reg prometheus.
 	if js == nil {
 		return nil, errors.New("audit: nil JetStream")
 	}
+	if len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("audit: no signing key (FORGEBUS_AUDIT_KEY_FILE)")
+	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = 30 * time.Second
 	}
@@ -80,7 +96,7 @@ func New(js jetstream.JetStream, cfg Config, log zerolog.Logger, reg prometheus.
 		cfg.Now = time.Now
 	}
 	w := &Worker{
-		js: js, cfg: cfg, log: log.With().Str("worker", Name).Logger(),
+		js: js, cfg: cfg, pub: EncodePublicKey(cfg.Key.Public().(ed25519.PublicKey)), log: log.With().Str("worker", Name).Logger(),
 		detail: map[string]bool{},
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "forgebus_audit_records_total",
@@ -128,6 +144,10 @@ func StreamConfig(maxAge time.Duration, replicas int) jetstream.StreamConfig {
 	if replicas < 1 {
 		replicas = 1
 	}
+	dup := 2 * time.Minute
+	if maxAge > 0 && maxAge < dup {
+		dup = maxAge // the server refuses a window longer than max_age
+	}
 	return jetstream.StreamConfig{
 		Name:        schemas.StreamAudit,
 		Description: "forgebus audit log: a hash chain of every event, result and dead letter",
@@ -138,7 +158,7 @@ func StreamConfig(maxAge time.Duration, replicas int) jetstream.StreamConfig {
 		Replicas:    replicas,
 		DenyDelete:  true,
 		DenyPurge:   true,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  dup,
 	}
 }
 
@@ -153,8 +173,19 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		cons = append(cons, c)
 	}
-	w.log.Info().Msg("audit worker running")
+	every, err := w.checkpointEvery(ctx)
+	if err != nil {
+		return err
+	}
+	w.log.Info().Str("key", w.pub).Dur("checkpoint_every", every).Msg("audit worker running")
 	var wg sync.WaitGroup
+	if every > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.checkpoints(ctx, every)
+		}()
+	}
 	for i, c := range cons {
 		wg.Add(1)
 		go func(stream string, c jetstream.Consumer) {
@@ -220,61 +251,196 @@ const maxAppendTries = 100
 // append chains rec after the head. It returns false when the head already
 // covers rec's source message.
 func (w *Worker) append(ctx context.Context, rec schemas.AuditRecord) (bool, error) {
+	msgID := rec.Source + ":" + strconv.FormatUint(rec.SourceSeq, 10)
+	return w.appendWith(ctx, msgID, func(h *head) (schemas.AuditRecord, bool) {
+		if h.covers[rec.Source] >= rec.SourceSeq {
+			return schemas.AuditRecord{}, false
+		}
+		r := rec
+		r.Covers = make(map[string]uint64, len(h.covers)+1)
+		for k, v := range h.covers {
+			r.Covers[k] = v
+		}
+		r.Covers[rec.Source] = rec.SourceSeq
+		return r, true
+	})
+}
+
+// appendWith appends the record build makes from the current head, after a
+// genesis record when the chain is empty. build returns false when there is
+// nothing to append. msgID ("" for none) deduplicates a retried publish.
+func (w *Worker) appendWith(ctx context.Context, msgID string, build func(h *head) (schemas.AuditRecord, bool)) (bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for try := 0; try < maxAppendTries; try++ {
 		if w.head == nil {
-			h, err := loadHead(ctx, w.js)
+			h, err := loadHead(ctx, w.js, w.pub)
 			if err != nil {
 				return false, err
 			}
 			w.head = h
 		}
 		h := w.head
-		if h.covers[rec.Source] >= rec.SourceSeq {
+		if h.seq == 0 {
+			g := schemas.AuditRecord{Kind: schemas.AuditKindGenesis, Covers: map[string]uint64{}}
+			if err := w.publish(ctx, h, g, ""); err != nil {
+				if isWrongLastSeq(err) {
+					w.conflicts.Inc()
+					w.head = nil
+					continue
+				}
+				return false, err
+			}
+			h = w.head
+		}
+		r, ok := build(h)
+		if !ok {
 			return false, nil
 		}
-		r := rec
-		r.Seq = h.seq + 1
-		r.RecordedAt = w.cfg.Now().UTC()
-		r.PrevHash = h.hash
-		r.Covers = make(map[string]uint64, len(h.covers)+1)
-		for k, v := range h.covers {
-			r.Covers[k] = v
-		}
-		r.Covers[rec.Source] = rec.SourceSeq
-		if err := r.Seal(); err != nil {
-			return false, err
-		}
-		data, err := r.Encode()
-		if err != nil {
-			return false, err
-		}
-		ack, err := w.js.Publish(ctx, schemas.AuditSubject, data,
-			jetstream.WithExpectStream(schemas.StreamAudit),
-			jetstream.WithExpectLastSequence(h.seq),
-			jetstream.WithMsgID(rec.Source+":"+strconv.FormatUint(rec.SourceSeq, 10)))
+		err := w.publish(ctx, h, r, msgID)
 		if isWrongLastSeq(err) {
 			w.conflicts.Inc()
 			w.head = nil
 			continue
 		}
-		if err != nil {
-			w.head = nil
-			return false, fmt.Errorf("publish %s: %w", schemas.AuditSubject, err)
-		}
-		if ack.Duplicate {
-			// Recorded already, inside the duplicate window.
-			w.head = nil
+		if errors.Is(err, errDuplicate) {
 			return false, nil
 		}
-		w.head = &head{seq: ack.Sequence, hash: r.Hash, covers: r.Covers}
+		if err != nil {
+			return false, err
+		}
 		return true, nil
 	}
-	return false, fmt.Errorf("append %s:%d: lost the head race %d times", rec.Source, rec.SourceSeq, maxAppendTries)
+	return false, fmt.Errorf("append %s: lost the head race %d times", msgID, maxAppendTries)
 }
 
-func loadHead(ctx context.Context, js jetstream.JetStream) (*head, error) {
+// errDuplicate: JetStream dropped the publish as a duplicate of one inside
+// its window; the record is there already.
+var errDuplicate = errors.New("duplicate audit publish")
+
+// publish signs r as the record after h and appends it, expecting h to be
+// the last record. On success w.head is r; on any failure it is unset.
+func (w *Worker) publish(ctx context.Context, h *head, r schemas.AuditRecord, msgID string) error {
+	r.V = schemas.AuditRecordVersion
+	r.Seq = h.seq + 1
+	r.RecordedAt = w.cfg.Now().UTC()
+	r.PrevHash = h.hash
+	r.Key = w.pub
+	if r.Covers == nil {
+		r.Covers = h.covers
+	}
+	if err := r.Seal(); err != nil {
+		w.head = nil
+		return err
+	}
+	sign(&r, w.cfg.Key)
+	if r.Kind == schemas.AuditKindKeyChange && w.next != nil {
+		r.NextKeySig = base64.StdEncoding.EncodeToString(ed25519.Sign(w.next, r.SignedBytes()))
+	}
+	data, err := r.Encode()
+	if err != nil {
+		w.head = nil
+		return err
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(schemas.StreamAudit), jetstream.WithExpectLastSequence(h.seq)}
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := w.js.Publish(ctx, schemas.AuditSubject, data, opts...)
+	if err != nil {
+		w.head = nil
+		if isWrongLastSeq(err) {
+			return err
+		}
+		return fmt.Errorf("publish %s: %w", schemas.AuditSubject, err)
+	}
+	if ack.Duplicate {
+		w.head = nil
+		return errDuplicate
+	}
+	if ack.Sequence != r.Seq {
+		w.head = nil
+		return fmt.Errorf("publish %s: stored at seq %d, not %d", schemas.AuditSubject, ack.Sequence, r.Seq)
+	}
+	w.head = &head{seq: ack.Sequence, hash: r.Hash, covers: r.Covers}
+	return nil
+}
+
+// checkpointEvery is cfg.CheckpointEvery, or derived from FORGE_AUDIT's
+// max_age when zero.
+func (w *Worker) checkpointEvery(ctx context.Context) (time.Duration, error) {
+	switch {
+	case w.cfg.CheckpointEvery < 0:
+		return 0, nil
+	case w.cfg.CheckpointEvery > 0:
+		return w.cfg.CheckpointEvery, nil
+	}
+	s, err := w.js.Stream(ctx, schemas.StreamAudit)
+	if err != nil {
+		return 0, fmt.Errorf("open stream %s: %w", schemas.StreamAudit, err)
+	}
+	return CheckpointInterval(s.CachedInfo().Config.MaxAge), nil
+}
+
+// CheckpointInterval is how often the worker writes a checkpoint for a
+// FORGE_AUDIT that keeps records for maxAge: a quarter of it, so that a
+// checkpoint always survives retention; 0 (none) when maxAge is 0.
+func CheckpointInterval(maxAge time.Duration) time.Duration {
+	return maxAge / 4
+}
+
+// checkpoints writes a checkpoint whenever the head is older than every,
+// until ctx is done.
+func (w *Worker) checkpoints(ctx context.Context, every time.Duration) {
+	tick := every / 4
+	if tick > time.Minute {
+		tick = time.Minute
+	}
+	if tick < 10*time.Millisecond {
+		tick = 10 * time.Millisecond
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), w.cfg.AckWait)
+		if _, err := w.Checkpoint(cctx, every); err != nil {
+			w.log.Error().Err(err).Msg("audit checkpoint")
+		}
+		cancel()
+	}
+}
+
+// Checkpoint appends a checkpoint record vouching for the chain up to the
+// head, unless the newest checkpoint (or genesis) is younger than
+// olderThan. It reports whether it wrote one.
+func (w *Worker) Checkpoint(ctx context.Context, olderThan time.Duration) (bool, error) {
+	wrote, err := w.appendWith(ctx, "", func(h *head) (schemas.AuditRecord, bool) {
+		if olderThan > 0 && w.cfg.Now().Sub(w.lastCheckpoint) < olderThan {
+			return schemas.AuditRecord{}, false
+		}
+		return schemas.AuditRecord{
+			Kind: schemas.AuditKindCheckpoint, CheckpointSeq: h.seq, CheckpointHash: h.hash,
+			Covers: h.covers,
+		}, true
+	})
+	if wrote {
+		w.mu.Lock()
+		w.lastCheckpoint = w.cfg.Now()
+		w.mu.Unlock()
+	}
+	return wrote, err
+}
+
+// loadHead reads the last record and checks that pub may chain on it: it
+// must be a well-formed signed record at its own sequence, signed by the
+// key it names, and hand the chain to pub. The worker never chains on top
+// of an unsigned or badly signed record, or one of another key.
+func loadHead(ctx context.Context, js jetstream.JetStream, pub string) (*head, error) {
 	s, err := js.Stream(ctx, schemas.StreamAudit)
 	if err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", schemas.StreamAudit, err)
@@ -292,6 +458,15 @@ func loadHead(ctx context.Context, js jetstream.JetStream) (*head, error) {
 	}
 	if r.Seq != m.Sequence {
 		return nil, fmt.Errorf("%w: seq %d claims seq %d", ErrHead, m.Sequence, r.Seq)
+	}
+	if h, err := r.ComputeHash(); err != nil || h != r.Hash {
+		return nil, fmt.Errorf("%w: seq %d: hash does not match the record's content", ErrHead, m.Sequence)
+	}
+	if err := checkSigned(r); err != nil {
+		return nil, fmt.Errorf("%w: seq %d: %v", ErrHead, m.Sequence, err)
+	}
+	if next := keyAfter(r); next != pub {
+		return nil, fmt.Errorf("%w: seq %d hands the chain to key %s, not to this worker's key %s", ErrHead, m.Sequence, next, pub)
 	}
 	covers := r.Covers
 	if covers == nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,18 +25,19 @@ func init() { register(newAuditCmd) }
 func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
-		Short: "Verify, export and query the hash-chained audit log in " + schemas.StreamAudit,
+		Short: "Verify, export and query the signed, hash-chained audit log in " + schemas.StreamAudit,
 		Long: `The audit worker appends one record per event, result and dead letter to
-` + schemas.StreamAudit + `, each holding the hash of the one before it. These
+` + schemas.StreamAudit + `, each holding the hash of the one before it and signed
+with the key of FORGEBUS_AUDIT_KEY_FILE. These
 commands connect as a client to FORGEBUS_NATS_URL or, when unset, to the
 embedded server of a running forgebus at nats://FORGEBUS_NATS_LISTEN; they
 never start a server of their own.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usage(errors.New("audit needs a subcommand: verify, export or query"))
+			return usage(errors.New("audit needs a subcommand: verify, head, export, query, pubkey, keygen or rotate-key"))
 		},
 	}
-	cmd.AddCommand(newAuditVerifyCmd(), newAuditExportCmd(), newAuditQueryCmd())
+	cmd.AddCommand(newAuditVerifyCmd(), newAuditExportCmd(), newAuditQueryCmd(), newAuditHeadCmd(), newAuditPubkeyCmd(), newAuditKeygenCmd(), newAuditRotateCmd())
 	return cmd
 }
 
@@ -45,48 +48,198 @@ func auditStreamErr(err error) error {
 	return err
 }
 
+// auditPublicKeys are the keys verify trusts: --pubkey values, else the
+// public half of the configured signing key.
+func auditPublicKeys(cmd *cobra.Command, flags []string) ([]ed25519.PublicKey, error) {
+	var keys []ed25519.PublicKey
+	for _, f := range flags {
+		k, err := audit.ParsePublicKey(strings.TrimSpace(f))
+		if err != nil {
+			return nil, usage(fmt.Errorf("--pubkey: %w", err))
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) > 0 {
+		return keys, nil
+	}
+	priv, err := configuredAuditKey(cmd)
+	if err != nil {
+		return nil, usage(fmt.Errorf("%w; or give the public key with --pubkey", err))
+	}
+	return []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)}, nil
+}
+
+// configuredAuditKey loads FORGEBUS_AUDIT_KEY_FILE, or the key "forgebus
+// dev" created under the data directory.
+func configuredAuditKey(cmd *cobra.Command) (ed25519.PrivateKey, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return audit.LoadKey(cfg.AuditKeyPath())
+}
+
 func newAuditVerifyCmd() *cobra.Command {
-	var file string
+	var (
+		file, sinceHead string
+		pubkeys         []string
+		asJSON          bool
+	)
 	cmd := &cobra.Command{
 		Use:   "verify",
-		Short: "Recompute every hash and prev link; exit non-zero naming the first broken record",
+		Short: "Check signatures, chain, anchor, stream configuration and coverage; exit non-zero naming each problem",
 		Long: `verify walks ` + schemas.StreamAudit + ` (or, with --file, a file written by
-"forgebus audit export" without filters), recomputes every record's hash over
-its canonical form and checks every prev_hash link and that sequences are
-contiguous. It prints how many records verified, or fails naming the first
-record that does not.`,
+"forgebus audit export" without filters) and checks every record's hash,
+its link to the one before, and its ed25519 signature against the public
+key given with --pubkey (or the one of FORGEBUS_AUDIT_KEY_FILE). The log must
+start at its genesis record or at a signed checkpoint. On the stream it also
+checks that ` + schemas.StreamAudit + ` denies delete and purge and has no limit
+that could drop records without a checkpoint, and that every message of
+FORGE_EVENTS, FORGE_RESULTS and FORGE_DLQ up to the head has its record.
+--since-head takes a head printed earlier by "forgebus audit head" and
+checks that the log still holds it unchanged. It prints how many records
+verified, or every problem found (the first one first) and exits 1.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var (
-				n   int
-				err error
-			)
+			ranCommand = true
+			keys, err := auditPublicKeys(cmd, pubkeys)
+			if err != nil {
+				return err
+			}
+			opts := audit.Options{Keys: keys}
+			if sinceHead != "" {
+				f, err := os.Open(sinceHead)
+				if err != nil {
+					return fmt.Errorf("open %s: %w", sinceHead, err)
+				}
+				h, err := audit.ReadHead(f)
+				f.Close()
+				if err != nil {
+					return usage(fmt.Errorf("--since-head %s: %w", sinceHead, err))
+				}
+				opts.SinceHead = &h
+			}
+			var rep *audit.Report
 			if file != "" {
-				ranCommand = true
-				f, ferr := os.Open(file)
-				if ferr != nil {
-					return fmt.Errorf("open %s: %w", file, ferr)
+				f, err := os.Open(file)
+				if err != nil {
+					return fmt.Errorf("open %s: %w", file, err)
 				}
 				defer f.Close()
-				n, err = audit.Verify(f)
+				rep = audit.VerifyFile(f, opts)
 			} else {
-				b, cerr := connectClient(cmd, "audit-verify")
-				if cerr != nil {
-					return cerr
+				b, err := connectClient(cmd, "audit-verify")
+				if err != nil {
+					return err
 				}
 				defer b.Close()
-				n, err = audit.VerifyStream(cmd.Context(), b.JS)
-				err = auditStreamErr(err)
+				rep, err = audit.VerifyStream(cmd.Context(), b.JS, opts)
+				if err != nil {
+					return auditStreamErr(err)
+				}
 			}
+			return printReport(cmd.OutOrStdout(), cmd.ErrOrStderr(), rep, asJSON)
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "", "verify an exported JSON-lines file instead of the stream (offline: no configuration or coverage check)")
+	cmd.Flags().StringArrayVar(&pubkeys, "pubkey", nil, "trusted audit public key (base64, as 'forgebus audit pubkey' prints it); repeatable")
+	cmd.Flags().StringVar(&sinceHead, "since-head", "", "a file holding a head printed by 'forgebus audit head': the log must still hold it unchanged")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	addClientFlags(cmd)
+	return cmd
+}
+
+// printReport prints rep; a log with problems is an error (exit 1).
+func printReport(out, errOut io.Writer, rep *audit.Report, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
+	if rep.OK() {
+		if !asJSON {
+			head := "empty log"
+			if rep.Head != nil {
+				head = fmt.Sprintf("head seq %d %s", rep.Head.Seq, rep.Head.Hash)
+			}
+			fmt.Fprintf(out, "ok: %d records verified from %s, %s; checked %s\n", rep.Count, orDash(rep.Anchor), head, strings.Join(rep.Checked, ", "))
+		}
+		return nil
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(errOut, "problem: %s\n", printable(p.String()))
+	}
+	if rep.Dropped > 0 {
+		fmt.Fprintf(errOut, "problem: %d more not listed\n", rep.Dropped)
+	}
+	return errors.New(printable(fmt.Sprintf("%d of %d records intact: %v", rep.Count, rep.Read, rep.Err())))
+}
+
+// printable replaces what a terminal could act on: problems quote record
+// fields, which come from anyone who can publish.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newAuditHeadCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "head",
+		Short: "Print the signed head of the audit log (seq, hash, time, key, signature) as JSON, to keep elsewhere",
+		Long: `head prints the last record of ` + schemas.StreamAudit + ` as a JSON object: its
+seq, hash, time, the key that signed it and the signature. Keep it outside
+the bus (a ticket, a backup); "forgebus audit verify --since-head <file>"
+later proves that nothing up to it has changed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := connectClient(cmd, "audit-head")
 			if err != nil {
-				return fmt.Errorf("%d records verified before the break: %w", n, err)
+				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d records verified, chain unbroken\n", n)
+			defer b.Close()
+			h, err := audit.LastHead(cmd.Context(), b.JS)
+			if err != nil {
+				return auditStreamErr(err)
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			if err := enc.Encode(h); err != nil {
+				return fmt.Errorf("write head: %w", err)
+			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&file, "file", "", "verify an exported JSON-lines file instead of the stream")
 	addClientFlags(cmd)
+	return cmd
+}
+
+func newAuditPubkeyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pubkey",
+		Short: "Print the public key of the audit signing key (FORGEBUS_AUDIT_KEY_FILE)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			priv, err := configuredAuditKey(cmd)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), audit.EncodePublicKey(priv.Public().(ed25519.PublicKey)))
+			return nil
+		},
+	}
+	addFlag(cmd, "data-dir", "data directory")
 	return cmd
 }
 
@@ -160,11 +313,18 @@ repository. An export without filters can be checked with
 }
 
 func newAuditQueryCmd() *cobra.Command {
-	var since, repo string
+	var (
+		since, repo string
+		pubkeys     []string
+	)
 	cmd := &cobra.Command{
 		Use:   "query",
-		Short: "Show a repository's audit records as a table: time, who, what, worker, event id",
-		Args:  cobra.NoArgs,
+		Short: "Show a repository's verified audit records as a table: time, who, what, worker, event id",
+		Long: `query lists the records of one repository that verify (hash, link and
+signature by the chain's key, checked against --pubkey or the configured
+key). Records that do not verify are left out, with a warning on stderr:
+run "forgebus audit verify" to see why.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if repo == "" {
 				return usage(errors.New("query needs --repo owner/name"))
@@ -176,20 +336,29 @@ func newAuditQueryCmd() *cobra.Command {
 			if err != nil {
 				return usage(err)
 			}
+			keys, err := auditPublicKeys(cmd, pubkeys)
+			if err != nil {
+				return err
+			}
 			b, err := connectClient(cmd, "audit-query")
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			recs, err := audit.Query(cmd.Context(), b.JS, repo, t)
+			recs, rep, err := audit.QueryVerified(cmd.Context(), b.JS, repo, t, audit.Options{Keys: keys})
 			if err != nil {
 				return auditStreamErr(err)
+			}
+			if !rep.OK() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: the audit log does not verify (%d problems, the first: %s); records that do not verify are left out: run 'forgebus audit verify'\n",
+					len(rep.Problems)+rep.Dropped, printable(rep.Problems[0].String()))
 			}
 			return printTable(cmd.OutOrStdout(), recs)
 		},
 	}
 	cmd.Flags().StringVar(&repo, "repo", "", "repository (owner/name), required")
 	cmd.Flags().StringVar(&since, "since", "", "only records at or after this time (RFC 3339) or this long ago (24h)")
+	cmd.Flags().StringArrayVar(&pubkeys, "pubkey", nil, "trusted audit public key (base64); default: the configured key's")
 	addClientFlags(cmd)
 	return cmd
 }
@@ -230,4 +399,76 @@ func cell(s string) string {
 		}
 		return r
 	}, s)
+}
+
+func newAuditRotateCmd() *cobra.Command {
+	var newKey string
+	cmd := &cobra.Command{
+		Use:   "rotate-key",
+		Short: "Hand the audit chain from the configured key to a new one with a signed key-change record",
+		Long: `rotate-key appends a key_change record signed by the current key
+(FORGEBUS_AUDIT_KEY_FILE) and by the new one (--new-key, created 0600 if the
+file does not exist), then prints the new public key. Stop the audit
+workers first; start them again with FORGEBUS_AUDIT_KEY_FILE set to the new
+key. verify accepts either public key.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if newKey == "" {
+				return usage(errors.New("rotate-key needs --new-key <file>"))
+			}
+			old, err := configuredAuditKey(cmd)
+			if err != nil {
+				return err
+			}
+			if _, err := audit.CreateKey(newKey); err != nil {
+				return err
+			}
+			next, err := audit.LoadKey(newKey)
+			if err != nil {
+				return err
+			}
+			b, err := connectClient(cmd, "audit-rotate")
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			h, err := audit.RotateKey(cmd.Context(), b.JS, old, next)
+			if err != nil {
+				return auditStreamErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "key change recorded at seq %d; new public key:\n%s\n", h.Seq, audit.EncodePublicKey(next.Public().(ed25519.PublicKey)))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&newKey, "new-key", "", "file of the new signing key (created if absent)")
+	addClientFlags(cmd)
+	return cmd
+}
+
+func newAuditKeygenCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keygen <file>",
+		Short: "Create an audit signing key file (ed25519, mode 0600) and print its public key",
+		Long: `keygen writes a new ed25519 key to <file> (PEM PKCS #8, mode 0600, its
+directory 0700) for FORGEBUS_AUDIT_KEY_FILE, and prints the public key to give
+to "forgebus audit verify --pubkey". It never overwrites a file.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ranCommand = true
+			created, err := audit.CreateKey(args[0])
+			if err != nil {
+				return err
+			}
+			if !created {
+				return usage(fmt.Errorf("%s exists: keygen never overwrites a key", args[0]))
+			}
+			priv, err := audit.LoadKey(args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), audit.EncodePublicKey(priv.Public().(ed25519.PublicKey)))
+			return nil
+		},
+	}
+	return cmd
 }

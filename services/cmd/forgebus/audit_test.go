@@ -43,7 +43,16 @@ func auditFixture(t *testing.T, n int) string {
 			t.Fatal(err)
 		}
 	}
-	w, err := audit.New(js, audit.Config{FetchWait: 100 * time.Millisecond}, zerolog.Nop(), nil)
+	keyFile := filepath.Join(t.TempDir(), "audit.key")
+	if _, err := audit.CreateKey(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	key, err := audit.LoadKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FORGEBUS_AUDIT_KEY_FILE", keyFile)
+	w, err := audit.New(js, audit.Config{FetchWait: 100 * time.Millisecond, Key: key}, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +62,7 @@ func auditFixture(t *testing.T, n int) string {
 	s, _ := js.Stream(ctx, schemas.StreamAudit)
 	natstest.Eventually(t, 10*time.Second, "records", func() bool {
 		info, err := s.Info(ctx)
-		return err == nil && info.State.Msgs == uint64(n)
+		return err == nil && info.State.Msgs == uint64(n)+1 // and the genesis
 	})
 	cancel()
 	if err := <-done; err != nil {
@@ -73,7 +82,7 @@ func TestAuditCommands(t *testing.T) {
 	}
 
 	code, out, errOut := runCmd("audit", "export")
-	if code != exitOK || strings.Count(out, "\n") != 6 {
+	if code != exitOK || strings.Count(out, "\n") != 7 {
 		t.Fatalf("export: %d, %d lines, stderr %q", code, strings.Count(out, "\n"), errOut)
 	}
 	file := filepath.Join(t.TempDir(), "audit.jsonl")
@@ -87,8 +96,11 @@ func TestAuditCommands(t *testing.T) {
 		want    int
 		wantOut string
 	}{
-		{"verify stream", []string{"audit", "verify"}, exitOK, "ok: 6 records verified"},
-		{"verify file", []string{"audit", "verify", "--file", file}, exitOK, "ok: 6 records verified"},
+		{"verify stream", []string{"audit", "verify"}, exitOK, "ok: 7 records verified from genesis"},
+		{"verify file", []string{"audit", "verify", "--file", file}, exitOK, "ok: 7 records verified from genesis"},
+		{"verify file with another key", []string{"audit", "verify", "--file", file, "--pubkey", "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}, exitRuntime, "not by a key given to verify"},
+		{"bad pubkey", []string{"audit", "verify", "--pubkey", "x"}, exitUsage, "--pubkey"},
+		{"head", []string{"audit", "head"}, exitOK, `"seq":7`},
 		{"export one repo", []string{"audit", "export", "--repo", "other/x"}, exitOK, ""},
 		{"export since", []string{"audit", "export", "--since", "2026-11-24T12:00:04Z"}, exitOK, `"event_id":"ev-4"`},
 		{"query", []string{"audit", "query", "--repo", "acme/app"}, exitOK, "EVENT ID"},
@@ -108,6 +120,45 @@ func TestAuditCommands(t *testing.T) {
 		})
 	}
 
+	// A head kept outside: verify --since-head holds it, on the stream and
+	// on the export; a head that is not in the log fails.
+	code, headJSON, errOut := runCmd("audit", "head")
+	headFile := filepath.Join(t.TempDir(), "head.json")
+	if err := os.WriteFile(headFile, []byte(headJSON), 0o600); code != exitOK || err != nil {
+		t.Fatalf("audit head: %d %q %v", code, errOut, err)
+	}
+	for _, args := range [][]string{{"audit", "verify", "--since-head", headFile}, {"audit", "verify", "--file", file, "--since-head", headFile}} {
+		if code, out, errOut := runCmd(args...); code != exitOK {
+			t.Fatalf("%v: %d %q %q", args, code, out, errOut)
+		}
+	}
+	later := strings.Replace(headJSON, `"seq":7`, `"seq":8`, 1)
+	if err := os.WriteFile(headFile, []byte(later), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCmd("audit", "verify", "--file", file, "--since-head", headFile); code != exitRuntime || !strings.Contains(errOut, "ends at seq 7") {
+		t.Fatalf("verify of an export that ends before the kept head: %d %q", code, errOut)
+	}
+
+	// pubkey prints the configured key's public half; keygen makes a new
+	// key, 0600, and never overwrites one.
+	code, pub, errOut := runCmd("audit", "pubkey")
+	if code != exitOK || len(strings.TrimSpace(pub)) != 44 {
+		t.Fatalf("audit pubkey: %d %q %q", code, pub, errOut)
+	}
+	code, out, errOut = runCmd("audit", "verify", "--pubkey", strings.TrimSpace(pub))
+	if code != exitOK {
+		t.Fatalf("verify with the printed public key: %d %q %q", code, out, errOut)
+	}
+	newKey := filepath.Join(t.TempDir(), "k", "audit.key")
+	code, newPub, errOut := runCmd("audit", "keygen", newKey)
+	if st, err := os.Stat(newKey); code != exitOK || err != nil || st.Mode().Perm() != 0o600 || newPub == pub {
+		t.Fatalf("keygen: %d %q %q, %v", code, newPub, errOut, err)
+	}
+	if code, _, errOut = runCmd("audit", "keygen", newKey); code != exitUsage || !strings.Contains(errOut, "never overwrites") {
+		t.Fatalf("keygen over an existing key: %d %q", code, errOut)
+	}
+
 	// One altered byte in the fourth record: verify fails and names it.
 	raw, _ := os.ReadFile(file)
 	idx := bytes.Index(raw, []byte(`"event_id":"ev-3"`)) + len(`"event_id":"ev-`)
@@ -117,7 +168,7 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, errOut = runCmd("audit", "verify", "--file", bad)
-	if code != exitRuntime || !strings.Contains(errOut, "record 4 (seq 4)") {
+	if code != exitRuntime || !strings.Contains(errOut, "seq 5: hash does not match") {
 		t.Fatalf("verify of a tampered file: %d, stderr %q", code, errOut)
 	}
 }

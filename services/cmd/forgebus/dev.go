@@ -15,6 +15,7 @@ import (
 
 	"github.com/forgebus/forgebus/services/config"
 	"github.com/forgebus/forgebus/services/platform"
+	"github.com/forgebus/forgebus/workers/audit"
 )
 
 func init() { register(newDevCmd) }
@@ -91,6 +92,17 @@ func runDev(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer svc.close()
+	// The audit worker signs with a key the bus does not hold: on first
+	// start, one is created under <data_dir>/creds/ (0600).
+	if cfg.AuditKeyFile == "" {
+		created, err := audit.CreateKey(cfg.AuditKeyPath())
+		if err != nil {
+			return err
+		}
+		if created {
+			log.Info().Str("path", cfg.AuditKeyPath()).Msg("created audit signing key")
+		}
+	}
 	workers, err := devWorkers(p)
 	if err != nil {
 		return err

@@ -133,6 +133,7 @@ type devInstance struct {
 	*proc
 	base     string // http://127.0.0.1:port
 	natsAddr string
+	dataDir  string // where dev keeps its store and the audit key it creates
 }
 
 // startDev writes configYAML to a file, starts "forgebus dev" with it and
@@ -141,10 +142,10 @@ type devInstance struct {
 func startDev(t *testing.T, configYAML string, env ...string) *devInstance {
 	t.Helper()
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
-	d := &devInstance{base: "http://" + httpAddr, natsAddr: natsAddr}
+	d := &devInstance{base: "http://" + httpAddr, natsAddr: natsAddr, dataDir: t.TempDir()}
 	d.proc = start(t, append([]string{
 		"FORGEBUS_CONFIG=" + writeTemp(t, configYAML),
-		"FORGEBUS_DATA_DIR=" + t.TempDir(),
+		"FORGEBUS_DATA_DIR=" + d.dataDir,
 		"FORGEBUS_HTTP_ADDR=" + httpAddr,
 		"FORGEBUS_NATS_LISTEN=" + natsAddr,
 		"FORGEBUS_GOGS_SECRETS=" + e2eSecret,
@@ -168,7 +169,7 @@ func (d *devInstance) cli(t *testing.T, args ...string) (int, string, string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, forgebusBin(t), args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
-		"FORGEBUS_NATS_LISTEN=" + d.natsAddr, "FORGEBUS_LOG_FORMAT=json"}
+		"FORGEBUS_NATS_LISTEN=" + d.natsAddr, "FORGEBUS_LOG_FORMAT=json", "FORGEBUS_DATA_DIR=" + d.dataDir}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -203,6 +203,10 @@ func TestE2EDocsAndModels(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "ok: ") {
 		t.Errorf("audit verify: exit %d, stdout %q, stderr %q; want exit 0 and ok", code, out, stderr)
 	}
+	// dev created the audit signing key on first start, readable by its owner only.
+	if st, err := os.Stat(filepath.Join(dev.dataDir, "creds", "audit.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("audit key created by dev: %v, %v; want mode 0600", st, err)
+	}
 
 	if code := dev.stop(t, 15*time.Second); code != 0 {
 		t.Errorf("dev exit code after SIGTERM = %d, want 0", code)

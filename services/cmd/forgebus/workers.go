@@ -110,7 +110,11 @@ func protectSecrets(p *platform.Platform) {
 // workerRunner builds the named worker on p and returns it as a runner.
 func workerRunner(p *platform.Platform, name string) (runner, error) {
 	if name == auditWorker {
-		w, err := audit.New(p.Broker.JS, audit.Config{}, p.Log, p.Registry) // audit.New names the worker in its log lines
+		key, err := audit.LoadKey(p.Config.AuditKeyPath())
+		if err != nil {
+			return runner{}, usage(fmt.Errorf("worker %s: %w (set FORGEBUS_AUDIT_KEY_FILE)", auditWorker, err))
+		}
+		w, err := audit.New(p.Broker.JS, audit.Config{Key: key}, p.Log, p.Registry) // audit.New names the worker in its log lines
 		if err != nil {
 			return runner{}, err
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/workers/audit"
 )
 
 const (
@@ -156,6 +157,7 @@ func (e *env) baseEnv(dataDir, addr string) []string {
 		"FORGEBUS_HTTP_ADDR=" + addr,
 		"FORGEBUS_INSTANCE=gogs",
 		"FORGEBUS_SOURCE_URL=http://127.0.0.1:3000",
+		"FORGEBUS_AUDIT_KEY_FILE=" + filepath.Join(e.dir, "audit.key"),
 	}
 }
 
@@ -224,6 +226,10 @@ func (e *env) start(ctx context.Context) error {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(e.dir, "forgebus.yaml"), []byte(e.config()), 0o600); err != nil {
+		return err
+	}
+	// Both audit replicas sign with this key; "audit verify" checks with it.
+	if _, err := audit.CreateKey(filepath.Join(e.dir, "audit.key")); err != nil {
 		return err
 	}
 	if e.cluster, err = newCluster(e.opts.root, filepath.Join(e.dir, "cluster")); err != nil {
