@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
-	"github.com/forgebus/forgebus/services/natstest"
 )
 
 // BenchmarkVerifyStream100k verifies a 100,000-record log (a genesis and

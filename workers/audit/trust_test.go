@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
-	"github.com/forgebus/forgebus/services/natstest"
 )
 
 var otherKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))

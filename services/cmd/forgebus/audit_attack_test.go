@@ -13,8 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
-	"github.com/forgebus/forgebus/services/natstest"
 	"github.com/forgebus/forgebus/workers/audit"
 )
 
