@@ -73,7 +73,7 @@ func newAcker(nc *nats.Conn, timeout time.Duration) (*acker, error) {
 	a := &acker{
 		nc:      nc,
 		timeout: timeout,
-		inbox:   nats.NewInbox() + ".",
+		inbox:   nc.NewInbox() + ".", // the connection's inbox prefix: its role may receive only there
 		stop:    make(chan struct{}),
 		open:    map[uint64]*pubAck{},
 	}

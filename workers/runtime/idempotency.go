@@ -193,7 +193,7 @@ func newIdempotency(js jetstream.JetStream, kv jetstream.KeyValue, acks *acker, 
 	}
 	s.own.nc, s.main.nc = nc, js.Conn()
 	for _, r := range []*route{&s.own, &s.main} {
-		r.inbox = nats.NewInbox() + "."
+		r.inbox = r.nc.NewInbox() + "."
 		if r.sub, err = r.nc.Subscribe(r.inbox+"*", s.deliver); err != nil {
 			s.close()
 			return nil, fmt.Errorf("idempotency: subscribe: %w", err)

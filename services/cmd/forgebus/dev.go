@@ -86,15 +86,16 @@ func runDev(cmd *cobra.Command, _ []string) error {
 	}
 	defer p.Close()
 
-	svc, err := newIngestService(p)
+	svc, err := newIngestService(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer svc.close()
-	workers, err := devWorkers(p)
+	workers, closeWorkers, err := devWorkers(ctx, p)
 	if err != nil {
 		return err
 	}
+	defer closeWorkers()
 
 	printBanner(out, ln.Addr(), p.Broker.ClientURL(), cfg, generated, len(workers))
 
