@@ -49,8 +49,9 @@ func authServer(t *testing.T, st *Store) string {
 // client is a connection as one role, with the permission errors the server
 // sent it.
 type client struct {
-	nc *nats.Conn
-	js jetstream.JetStream
+	nc    *nats.Conn
+	creds string
+	js    jetstream.JetStream
 
 	mu     sync.Mutex
 	denied []string
@@ -78,7 +79,7 @@ func dial(t *testing.T, url string, st *Store, spec Spec) *client {
 
 func connect(t *testing.T, url, path, inbox string) *client {
 	t.Helper()
-	c := &client{}
+	c := &client{creds: path}
 	nc, err := nats.Connect(url, nats.UserCredentials(path), nats.CustomInboxPrefix(inbox),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {

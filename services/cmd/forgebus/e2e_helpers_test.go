@@ -133,6 +133,7 @@ type devInstance struct {
 	*proc
 	base     string // http://127.0.0.1:port
 	natsAddr string
+	creds    string // the operator's credentials, created by dev
 }
 
 // startDev writes configYAML to a file, starts "forgebus dev" with it and
@@ -141,10 +142,11 @@ type devInstance struct {
 func startDev(t *testing.T, configYAML string, env ...string) *devInstance {
 	t.Helper()
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
-	d := &devInstance{base: "http://" + httpAddr, natsAddr: natsAddr}
+	dataDir := t.TempDir()
+	d := &devInstance{base: "http://" + httpAddr, natsAddr: natsAddr, creds: filepath.Join(dataDir, "creds", "operator.creds")}
 	d.proc = start(t, append([]string{
 		"FORGEBUS_CONFIG=" + writeTemp(t, configYAML),
-		"FORGEBUS_DATA_DIR=" + t.TempDir(),
+		"FORGEBUS_DATA_DIR=" + dataDir,
 		"FORGEBUS_HTTP_ADDR=" + httpAddr,
 		"FORGEBUS_NATS_LISTEN=" + natsAddr,
 		"FORGEBUS_GOGS_SECRETS=" + e2eSecret,
@@ -168,7 +170,7 @@ func (d *devInstance) cli(t *testing.T, args ...string) (int, string, string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, forgebusBin(t), args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
-		"FORGEBUS_NATS_LISTEN=" + d.natsAddr, "FORGEBUS_LOG_FORMAT=json"}
+		"FORGEBUS_NATS_LISTEN=" + d.natsAddr, "FORGEBUS_NATS_CREDS=" + d.creds, "FORGEBUS_LOG_FORMAT=json"}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -182,7 +184,7 @@ func (d *devInstance) cli(t *testing.T, args ...string) (int, string, string) {
 // connect opens a NATS client connection to d's embedded server.
 func (d *devInstance) connect(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	_, js := natstest.Dial(t, "nats://"+d.natsAddr, nats.Name("e2e-test"))
+	_, js := natstest.Dial(t, "nats://"+d.natsAddr, nats.Name("e2e-test"), nats.UserCredentials(d.creds))
 	return js
 }
 
