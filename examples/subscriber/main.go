@@ -43,9 +43,15 @@ func main() {
 	}
 }
 
-// run consumes until ctx is done.
+// run consumes until ctx is done or the server closes the connection for
+// good (the credentials were revoked or expired).
 func run(ctx context.Context, url, creds, name string, out io.Writer) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	nc, err := nats.Connect(url,
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			cancel(fmt.Errorf("connection closed: %w", nc.LastError()))
+		}),
 		nats.UserCredentials(creds),
 		// A subscriber may receive replies under its own prefix only.
 		nats.CustomInboxPrefix("_INBOX_"+name),
@@ -62,9 +68,9 @@ func run(ctx context.Context, url, creds, name string, out io.Writer) error {
 	}
 	// The operator created this consumer with the subscriber's filter; a
 	// subscriber binds to it and cannot create or change one.
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cctx, cancelBind := context.WithTimeout(ctx, 10*time.Second)
 	cons, err := js.Consumer(cctx, schemas.StreamEvents, "sub-"+name)
-	cancel()
+	cancelBind()
 	if err != nil {
 		return fmt.Errorf("bind consumer sub-%s: %w", name, err)
 	}
@@ -89,5 +95,8 @@ func run(ctx context.Context, url, creds, name string, out io.Writer) error {
 	}
 	<-ctx.Done()
 	cc.Stop()
+	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+		return err
+	}
 	return nil
 }
