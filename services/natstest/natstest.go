@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -16,20 +18,27 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/creds"
 )
 
 // Server is a running test server. Stop and Start it again with
 // [Server.Shutdown] and [Server.Restart]; the port and store survive.
 type Server struct {
-	t    testing.TB
-	opts server.Options
-	srv  *server.Server
+	t     testing.TB
+	opts  server.Options
+	srv   *server.Server
+	store *creds.Store
 }
 
 // Run starts a JetStream server for t on 127.0.0.1 with a random port.
 func Run(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, opts: server.Options{
+	return run(t, nil)
+}
+
+func run(t testing.TB, store *creds.Store) *Server {
+	t.Helper()
+	s := &Server{t: t, store: store, opts: server.Options{
 		Host:      "127.0.0.1",
 		Port:      server.RANDOM_PORT,
 		NoLog:     true,
@@ -51,9 +60,48 @@ func Run(t testing.TB) *Server {
 	return s
 }
 
+// RunAuth starts a server as [Run] does, with forgebus's NATS auth on: it
+// trusts a fresh operator (as the embedded server of "forgebus dev" does)
+// and lets no client in without credentials. [Server.Connect] connects as
+// the operator; [Server.Creds] issues a role's credentials.
+func RunAuth(t testing.TB) *Server {
+	t.Helper()
+	st, err := creds.Open(filepath.Join(t.TempDir(), "creds"))
+	if err != nil {
+		t.Fatalf("natstest: creds: %v", err)
+	}
+	if err := st.EnsureServices(nil); err != nil {
+		t.Fatalf("natstest: creds: %v", err)
+	}
+	return run(t, st)
+}
+
+// Creds issues a user for spec on an auth server and returns its
+// credentials file and the inbox prefix it must use.
+func (s *Server) Creds(t testing.TB, spec creds.Spec) (file, inbox string) {
+	t.Helper()
+	if s.store == nil {
+		t.Fatal("natstest: Creds on a server without auth")
+	}
+	data, u, err := s.store.Issue(spec)
+	if err != nil {
+		t.Fatalf("natstest: issue %+v: %v", spec, err)
+	}
+	file = filepath.Join(t.TempDir(), u.Name+".creds")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file, creds.InboxPrefix(u.Name)
+}
+
 func (s *Server) start() {
 	s.t.Helper()
 	opts := s.opts
+	if s.store != nil {
+		if err := s.store.Configure(&opts); err != nil {
+			s.t.Fatalf("natstest: auth: %v", err)
+		}
+	}
 	srv, err := server.NewServer(&opts)
 	if err != nil {
 		s.t.Fatalf("natstest: new server: %v", err)
@@ -111,6 +159,9 @@ func (s *Server) Conns() []*server.ConnInfo {
 // opts come after those defaults.
 func (s *Server) Connect(t testing.TB, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
+	if s.store != nil {
+		opts = append([]nats.Option{nats.UserCredentials(s.store.Path(creds.OperatorCreds))}, opts...)
+	}
 	return Dial(t, s.URL(), append([]nats.Option{
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(50 * time.Millisecond),

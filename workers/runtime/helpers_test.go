@@ -25,6 +25,16 @@ func broker(t testing.TB) (*natstest.Server, *nats.Conn, jetstream.JetStream) {
 	return srv, nc, js
 }
 
+// authBroker starts a server with NATS auth on and the forgebus streams;
+// nc and js are the operator's.
+func authBroker(t testing.TB) (*natstest.Server, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	srv := natstest.RunAuth(t)
+	nc, js := srv.Connect(t)
+	natstest.Streams(t, js)
+	return srv, nc, js
+}
+
 // fastSettings are settings for tests: short waits, no in-process retry.
 func fastSettings() Settings {
 	s := DefaultSettings()

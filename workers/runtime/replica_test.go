@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/creds"
 	"github.com/forgebus/forgebus/services/natstest"
 )
 
@@ -34,6 +35,8 @@ const (
 	envJob      = "FORGEBUS_RUNTIME_TEST_JOB"
 	envInFlight = "FORGEBUS_RUNTIME_TEST_IN_FLIGHT"
 	envPrefetch = "FORGEBUS_RUNTIME_TEST_PREFETCH"
+	envCreds    = "FORGEBUS_RUNTIME_TEST_CREDS"
+	envInbox    = "FORGEBUS_RUNTIME_TEST_INBOX"
 )
 
 const replicaWorker = "replica"
@@ -60,7 +63,7 @@ func runReplica() int {
 		return 2
 	}
 	defer f.Close()
-	nc, err := nats.Connect(os.Getenv(envURL))
+	nc, err := nats.Connect(os.Getenv(envURL), nats.UserCredentials(os.Getenv(envCreds)), nats.CustomInboxPrefix(os.Getenv(envInbox)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "replica:", err)
 		return 2
@@ -100,15 +103,22 @@ func runReplica() int {
 	return 0
 }
 
+// replicaN numbers the replicas' users.
+var replicaN int
+
 type replica struct {
 	cmd  *exec.Cmd
 	done chan error
 }
 
-func startReplica(t *testing.T, url, file string, job time.Duration, inFlight int, prefetch ...bool) *replica {
+// startReplica starts a replica process on srv (with NATS auth on), as a
+// worker user of its own.
+func startReplica(t *testing.T, srv *natstest.Server, file string, job time.Duration, inFlight int, prefetch ...bool) *replica {
 	t.Helper()
+	replicaN++
+	credsFile, inbox := srv.Creds(t, creds.Spec{Role: creds.RoleWorker, Worker: replicaWorker, Name: fmt.Sprintf("%s-%d", replicaWorker, replicaN)})
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envReplica+"=1", envURL+"="+url, envFile+"="+file,
+	cmd.Env = append(os.Environ(), envReplica+"=1", envURL+"="+srv.URL(), envFile+"="+file, envCreds+"="+credsFile, envInbox+"="+inbox,
 		envJob+"="+job.String(), envInFlight+"="+strconv.Itoa(inFlight))
 	if len(prefetch) > 0 && prefetch[0] {
 		cmd.Env = append(cmd.Env, envPrefetch+"=1")
@@ -169,10 +179,10 @@ func TestReplicaProcessesShareWork(t *testing.T) {
 }
 
 func shareWork(t *testing.T, prefetch bool) {
-	srv, _, js := broker(t)
+	srv, _, js := authBroker(t)
 	file := filepath.Join(t.TempDir(), "effects")
 	for range 3 {
-		startReplica(t, srv.URL(), file, 2*time.Millisecond, 8, prefetch)
+		startReplica(t, srv, file, 2*time.Millisecond, 8, prefetch)
 	}
 	waitPulling(t, js, 3)
 	const n = 1000
@@ -218,11 +228,11 @@ func TestKilledReplicaJobMoves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	srv, _, js := broker(t)
+	srv, _, js := authBroker(t)
 	file := filepath.Join(t.TempDir(), "effects")
 	reps := map[string]*replica{}
 	for range 2 {
-		r := startReplica(t, srv.URL(), file, 2*time.Second, 1)
+		r := startReplica(t, srv, file, 2*time.Second, 1)
 		reps[strconv.Itoa(r.cmd.Process.Pid)] = r
 	}
 	waitPulling(t, js, 2)
@@ -254,9 +264,9 @@ func TestSIGTERMDrainsReplica(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	srv, _, js := broker(t)
+	srv, _, js := authBroker(t)
 	file := filepath.Join(t.TempDir(), "effects")
-	r := startReplica(t, srv.URL(), file, 700*time.Millisecond, 4)
+	r := startReplica(t, srv, file, 700*time.Millisecond, 4)
 	waitPulling(t, js, 1)
 	const n = 8
 	for i := range n {
@@ -281,7 +291,7 @@ func TestSIGTERMDrainsReplica(t *testing.T) {
 	if len(log["start"]) != 4 || len(log["done"]) != 4 {
 		t.Errorf("before stop: %d started, %d done; want 4 and 4", len(log["start"]), len(log["done"]))
 	}
-	startReplica(t, srv.URL(), file, 700*time.Millisecond, 4)
+	startReplica(t, srv, file, 700*time.Millisecond, 4)
 	natstest.Eventually(t, 15*time.Second, "all done", func() bool {
 		return len(resultsOf(results(t, js), "", schemas.OutcomeSucceeded)) == n
 	})
