@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/forgebus/forgebus/ingest"
+	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/workers/runtime"
+)
+
+// maxAuthCost is the most throughput authentication may cost.
+const maxAuthCost = 0.05
+
+// benchAuthCost measures what NATS authentication costs: the real ingest
+// handler (over ingest's own role's connection) and the worker runtime on
+// the auth stack, against a second stack with no auth, in interleaved
+// rounds so that a passing disturbance of the shared machine hits both.
+func benchAuthCost(ctx context.Context, on *stack, fx fixtureFile, o options) error {
+	off, err := startStack(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer off.close()
+	stacks := []*stack{off, on}
+	reqs := make([]request, len(stacks))
+	for i, st := range stacks {
+		h, err := ingest.NewHandler(ingest.Config{Secrets: [][]byte{[]byte(benchSecret)}}, st.ingestJS, quietLogger())
+		if err != nil {
+			return err
+		}
+		u, err := st.serve(h)
+		if err != nil {
+			return err
+		}
+		reqs[i] = request{url: u + "/hooks/gogs", body: fx.Body, contentType: "application/json",
+			event: fx.Headers["X-Gogs-Event"], signature: sign([]byte(benchSecret), fx.Body)}
+		if _, err := post(ctx, reqs[i], 1000, o.clients); err != nil {
+			return err
+		}
+	}
+	const ingestRounds = 3
+	best := make([]loadResult, len(stacks))
+	for range ingestRounds {
+		for i, st := range stacks {
+			if err := st.purge(ctx, schemas.StreamEvents); err != nil {
+				return err
+			}
+			res, err := post(ctx, reqs[i], o.requests, o.clients)
+			if err != nil {
+				return err
+			}
+			if res.ok != res.sent {
+				return fmt.Errorf("auth cost: %s: only %d of %d answered 2xx: %v", reqs[i].url, res.ok, res.sent, res.codes)
+			}
+			if best[i].elapsed == 0 || res.rate() > best[i].rate() {
+				best[i] = res
+			}
+		}
+	}
+	workerRounds := max(o.rounds, 3)
+	rates := make([][]float64, len(stacks))
+	for range workerRounds {
+		for i, st := range stacks {
+			if err := st.purge(ctx, schemas.StreamEvents); err != nil {
+				return err
+			}
+			res, err := runtime.Bench(ctx, st.js, o.workerN, o.inFlight)
+			if err != nil {
+				return fmt.Errorf("auth cost: worker bench: %w", err)
+			}
+			rates[i] = append(rates[i], res.Runtime.PerSecond)
+		}
+	}
+	median := func(v []float64) float64 {
+		s := slices.Clone(v)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	ingCost := 1 - best[1].rate()/best[0].rate()
+	wOff, wOn := median(rates[0]), median(rates[1])
+	wCost := 1 - wOn/wOff
+	each := func(v []float64) string {
+		parts := make([]string, len(v))
+		for i, r := range v {
+			parts[i] = fmt.Sprintf("%.0f", r)
+		}
+		return strings.Join(parts, " ")
+	}
+	fmt.Printf("NATS auth on vs off, same run (ingest best of %d interleaved rounds; runtime median of %d)\n", ingestRounds, workerRounds)
+	fmt.Printf("  ingest, %d clients, auth off   %s\n", o.clients, best[0])
+	fmt.Printf("  ingest, %d clients, auth on    %s\n", o.clients, best[1])
+	fmt.Printf("  ingest cost of auth  %+.1f%%   (target <= %.0f%%: %s)\n", 100*ingCost, 100*maxAuthCost, verdict(ingCost <= maxAuthCost))
+	fmt.Printf("  worker runtime, auth off   %8.0f msg/s  (rounds: %s)\n", wOff, each(rates[0]))
+	fmt.Printf("  worker runtime, auth on    %8.0f msg/s  (rounds: %s)\n", wOn, each(rates[1]))
+	fmt.Printf("  runtime cost of auth %+.1f%%   (target <= %.0f%%: %s)\n\n", 100*wCost, 100*maxAuthCost, verdict(wCost <= maxAuthCost))
+	return nil
+}
