@@ -78,3 +78,96 @@ func TestEmbeddedRefusesAnonymous(t *testing.T) {
 	}
 	nc.Close()
 }
+
+// TestEmbeddedAuthOffWarns: with FORGEBUS_NATS_AUTH=off on loopback the
+// embedded server lets a client in without credentials, and says so at
+// every start.
+func TestEmbeddedAuthOffWarns(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cfg := embeddedConfig(t)
+	cfg.NATS.NoAuth = true
+	var logs strings.Builder
+	log := zerolog.New(&logs)
+	for start := 1; start <= 2; start++ {
+		b, err := Connect(ctx, cfg, log)
+		if err != nil {
+			t.Fatalf("Connect() = %v", err)
+		}
+		nc, err := nats.Connect(b.ClientURL())
+		if err != nil {
+			t.Errorf("anonymous connect with auth off: %v", err)
+		} else {
+			nc.Close()
+		}
+		b.Close()
+		if got := strings.Count(logs.String(), "FORGEBUS_NATS_AUTH=off"); got != start {
+			t.Errorf("after start %d: %d warnings, want %d:\n%s", start, got, start, logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), `"level":"warn"`) {
+		t.Errorf("the auth-off message is not a warning:\n%s", logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "creds")); err == nil {
+		t.Error("auth off still made a creds dir")
+	}
+}
+
+// TestRoleConnections: the parts of one process connect as their own roles,
+// and a worker process on the same data dir finds its role's credentials.
+func TestRoleConnections(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cfg := embeddedConfig(t)
+	b, err := Connect(ctx, cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("Connect() = %v", err)
+	}
+	defer b.Close()
+	if b.Role() != "operator" || !b.Admin() {
+		t.Errorf("the server's owner connects as %q (admin %v), want the operator", b.Role(), b.Admin())
+	}
+	in, err := b.DialRole(ctx, cfg, zerolog.Nop(), "ingest")
+	if err != nil {
+		t.Fatalf("DialRole(ingest) = %v", err)
+	}
+	defer in.Close()
+	if in.Role() != "ingest" || in.Admin() {
+		t.Errorf("ingest connects as %q (admin %v)", in.Role(), in.Admin())
+	}
+	// A worker process: a client of the same data dir, by its role's file.
+	w, err := Connect(ctx, cfg, zerolog.Nop(), ClientOnly(), CredsFile("worker-docs.creds"))
+	if err != nil {
+		t.Fatalf("worker Connect() = %v", err)
+	}
+	defer w.Close()
+	if w.Role() != "worker" || w.Admin() {
+		t.Errorf("worker connects as %q (admin %v)", w.Role(), w.Admin())
+	}
+	// The client commands: operator.creds when nothing else is set.
+	c, err := Connect(ctx, cfg, zerolog.Nop(), ClientOnly())
+	if err != nil {
+		t.Fatalf("client Connect() = %v", err)
+	}
+	defer c.Close()
+	if c.Role() != "operator" {
+		t.Errorf("a client command connects as %q, want the operator", c.Role())
+	}
+	// An explicit FORGEBUS_NATS_CREDS wins.
+	ecfg := cfg
+	ecfg.NATS.Creds = filepath.Join(cfg.CredsDir(), "worker-audit.creds")
+	e, err := Connect(ctx, ecfg, zerolog.Nop(), ClientOnly())
+	if err != nil {
+		t.Fatalf("Connect() with FORGEBUS_NATS_CREDS = %v", err)
+	}
+	defer e.Close()
+	if e.Role() != "audit" {
+		t.Errorf("FORGEBUS_NATS_CREDS=worker-audit.creds connects as %q", e.Role())
+	}
+	// ingest's connection is refused what is not its job.
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer pcancel()
+	if _, err := in.JS.Publish(pctx, "forgebus.audit", []byte("{}")); err == nil {
+		t.Error("ingest appended to the audit stream")
+	}
+}
