@@ -10,8 +10,8 @@ import (
 // SubscriberConsumer is a subscriber's durable pull consumer on stream,
 // filtered to its subjects there. The operator creates it ("forgebus creds
 // issue"): a subscriber may bind to it, pull and ack, but not create or
-// change a consumer, since a consumer's body (its deliver subject) could
-// write into another stream.
+// change a consumer, whose body (deliver subject, policies, limits) no
+// subject permission can check.
 func SubscriberConsumer(s Spec, stream string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        s.ConsumerName(),
