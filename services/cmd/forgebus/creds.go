@@ -80,6 +80,15 @@ func newCredsIssueCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			us, err := st.Users()
+			if err != nil {
+				return err
+			}
+			for _, u := range us {
+				if u.Name == spec.Name && u.RevokedAt.IsZero() {
+					return usage(fmt.Errorf("%w: %s (revoke it first)", creds.ErrExists, spec.Name))
+				}
+			}
 			if spec.Role == creds.RoleSubscriber {
 				// The subscriber's consumers first: it may not create them.
 				if err := makeConsumers(cmd, spec); err != nil {
