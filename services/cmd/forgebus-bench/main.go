@@ -100,7 +100,7 @@ func run(o options) error {
 		return err
 	}
 	if !o.skipAuth {
-		if err := benchAuthCost(ctx, st, fx, o); err != nil {
+		if err := benchAuthCost(ctx, fx, o); err != nil {
 			return err
 		}
 	}
