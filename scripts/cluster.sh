@@ -7,8 +7,13 @@
 #   scripts/cluster.sh status [dir]   show each node and the meta leader
 #   scripts/cluster.sh stop   [dir]   stop the nodes this script started in dir
 #   scripts/cluster.sh urls   [dir]   print FORGEBUS_NATS_URL for the cluster
+#   scripts/cluster.sh creds  [dir]   print the directory of each role's credentials
 #
-# dir (default ./data/cluster) holds each node's store, log and pid file.
+# dir (default ./data/cluster) holds each node's store, log and pid file, and
+# creds/: the operator's keys and each role's credentials, made on the first
+# start with "forgebus creds server-config". Every node runs with auth on:
+# conf/nats-N.conf is deploy/nats/nats-N.conf as is, and its include
+# conf/auth.conf trusts that operator. No client gets in without creds.
 # Environment:
 #   NATS_SERVER         nats-server binary (default: bin/nats-server, built
 #                       from the services module on first use)
@@ -16,8 +21,12 @@
 #                       BASE+10..12; monitoring BASE+20..22 (default 14222;
 #                       remembered in dir by start)
 #   CLUSTER_WAIT        seconds to wait for the meta leader (default 30)
+#   FORGEBUS            forgebus binary (default: bin/forgebus, built from the
+#                       services module on first use)
 #
-# Then: FORGEBUS_NATS_URL=$(scripts/cluster.sh urls) FORGEBUS_STREAM_REPLICAS=3 bin/forgebus ingest
+# Then: FORGEBUS_NATS_URL=$(scripts/cluster.sh urls) FORGEBUS_STREAM_REPLICAS=3 \
+#   FORGEBUS_NATS_CREDS=$(scripts/cluster.sh creds)/operator.creds bin/forgebus ingest
+# (each process with its own role's file: ingest.creds, worker-docs.creds, ...).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -85,6 +94,32 @@ meta_leader() {
 		tr -d '\n ' | grep -o '"meta_cluster":{[^}]*' | grep -o '"leader":"[^"]*"' | cut -d'"' -f4
 }
 
+forgebus_bin() {
+	if [ -n "${FORGEBUS:-}" ]; then
+		[ -x "$FORGEBUS" ] || die "FORGEBUS=$FORGEBUS is not executable"
+		echo "$FORGEBUS"
+		return
+	fi
+	if [ ! -x "$root/bin/forgebus" ]; then
+		echo "cluster: building bin/forgebus from the services module" >&2
+		(cd "$root/services" && go build -o "$root/bin/forgebus" ./cmd/forgebus)
+	fi
+	echo "$root/bin/forgebus"
+}
+
+# auth_conf: the nodes' configuration, with auth: deploy/nats/nats-N.conf
+# copied beside a generated auth.conf (its include is relative to the file).
+auth_conf() {
+	local n fb
+	fb="$(forgebus_bin)"
+	mkdir -p "$dir/conf"
+	FORGEBUS_DATA_DIR="$dir" "$fb" creds server-config >"$dir/conf/auth.conf.tmp"
+	mv "$dir/conf/auth.conf.tmp" "$dir/conf/auth.conf"
+	for n in "${nodes[@]}"; do
+		cp "$root/deploy/nats/nats-$n.conf" "$dir/conf/nats-$n.conf"
+	done
+}
+
 urls() {
 	local out="" n
 	for n in "${nodes[@]}"; do
@@ -98,6 +133,7 @@ start() {
 	bin="$(server_bin)"
 	mkdir -p "$dir"
 	echo "$base" >"$dir/port_base"
+	auth_conf
 	for n in "${nodes[@]}"; do
 		if pid="$(ours "$n")"; then
 			echo "cluster: nats-$n already running (pid $pid)"
@@ -109,7 +145,7 @@ start() {
 		done
 		mkdir -p "$dir/nats-$n/store"
 		# The config file is the compose one; flags win over it.
-		"$bin" -c "$root/deploy/nats/nats-$n.conf" \
+		"$bin" -c "$dir/conf/nats-$n.conf" \
 			-a 127.0.0.1 -p "$(client_port "$n")" -m "$(monitor_port "$n")" \
 			--cluster "nats://127.0.0.1:$(route_port "$n")" --routes "$routes" \
 			-sd "$dir/nats-$n/store" \
@@ -126,6 +162,7 @@ start() {
 		if [ -n "$leader" ] && [ "$leader" = "$(meta_leader 2 || true)" ] && [ "$leader" = "$(meta_leader 3 || true)" ]; then
 			echo "cluster: ready, JetStream meta leader $leader"
 			echo "FORGEBUS_NATS_URL=$(urls)"
+			echo "FORGEBUS_NATS_CREDS=$dir/creds/<role>.creds (operator, ingest, worker-docs, ...)"
 			return 0
 		fi
 		sleep 0.5
@@ -172,8 +209,9 @@ start) start ;;
 stop) stop ;;
 status) status ;;
 urls) urls ;;
+creds) echo "$dir/creds" ;;
 *)
-	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac

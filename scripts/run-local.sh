@@ -13,7 +13,10 @@
 # models and envsync need their section in FORGEBUS_CONFIG (e.g. a copy of
 # deploy/forgebus.yaml with local paths). Everything lives in ./data/local;
 # logs in ./data/local/*.log. stop ends only the processes this script
-# started, then the cluster.
+# started, then the cluster. NATS auth is on: the streams are provisioned
+# with the operator's credentials, then each process connects with its own
+# role's file from ./data/local/cluster/creds (ingest.creds,
+# worker-<name>.creds, worker-audit.creds).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -37,16 +40,18 @@ ours() {
 	echo "$pid"
 }
 
-# launch NAME PORT ARGS...: start "forgebus ARGS" as process NAME.
+# launch NAME PORT ROLE ARGS...: start "forgebus ARGS" as process NAME,
+# with the credentials of ROLE.
 launch() {
-	local name="$1" port="$2" pid
-	shift 2
+	local name="$1" port="$2" role="$3" pid
+	shift 3
 	if pid="$(ours "$name")"; then
 		echo "run-local: $name already running (pid $pid)"
 		return
 	fi
 	mkdir -p "$dir/$name"
 	FORGEBUS_NATS_URL="$nats_url" FORGEBUS_STREAM_REPLICAS=3 FORGEBUS_DATA_DIR="$dir/$name" \
+		FORGEBUS_NATS_CREDS="$creds_dir/$role.creds" \
 		"$root/bin/forgebus" "$@" --http-addr "127.0.0.1:$port" \
 		>"$dir/$name.log" 2>&1 </dev/null &
 	echo $! >"$dir/$name.pid"
@@ -76,15 +81,16 @@ start() {
 	mkdir -p "$dir"
 	"$root/scripts/cluster.sh" start "$cluster_dir"
 	nats_url="$("$root/scripts/cluster.sh" urls "$cluster_dir")"
+	creds_dir="$("$root/scripts/cluster.sh" creds "$cluster_dir")"
 	make -C "$root" --no-print-directory build
-	# The first one provisions the streams alone: on a fresh cluster,
-	# concurrent creates of the same stream can time out (nats-server#3677).
-	launch ingest-1 8080 ingest
-	ready ingest-1 8080
-	launch ingest-2 8081 ingest
-	local started=("ingest-2 8081")
+	# The operator provisions the streams, once, before anyone uses them.
+	FORGEBUS_NATS_URL="$nats_url" FORGEBUS_STREAM_REPLICAS=3 FORGEBUS_DATA_DIR="$dir" \
+		FORGEBUS_NATS_CREDS="$creds_dir/operator.creds" "$root/bin/forgebus" provision
+	launch ingest-1 8080 ingest ingest
+	launch ingest-2 8081 ingest ingest
+	local started=("ingest-1 8080" "ingest-2 8081")
 	for w in "${workers[@]}"; do
-		launch "worker-$w" "$port" worker "$w"
+		launch "worker-$w" "$port" "worker-$w" worker "$w"
 		started+=("worker-$w $port")
 		port=$((port + 1))
 	done
@@ -138,7 +144,7 @@ start) start "$@" ;;
 stop) stop ;;
 status) status ;;
 *)
-	sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/forgebus/forgebus/services/config"
+	"github.com/forgebus/forgebus/services/creds"
 )
 
 const (
@@ -32,6 +33,8 @@ type Broker struct {
 	JS jetstream.JetStream
 
 	srv     *server.Server
+	store   *creds.Store
+	role    string
 	closed  chan struct{}
 	closing atomic.Bool
 	log     zerolog.Logger
@@ -42,6 +45,8 @@ type options struct {
 	clientOnly   bool
 	retryConnect bool
 	onConnect    []func()
+	credsFile    string
+	inbox        string
 }
 
 // Option changes how [Connect] connects.
@@ -50,6 +55,11 @@ type Option func(*options)
 // WithRole names the client connection "forgebus-<role>", as the server's
 // connection list shows it. The default role is "service".
 func WithRole(role string) Option { return func(o *options) { o.name = "forgebus-" + role } }
+
+// CredsFile names the credentials file in <data_dir>/creds that a client
+// uses when FORGEBUS_NATS_CREDS is unset and that file exists (else
+// operator.creds when it exists): a worker's own role's file.
+func CredsFile(name string) Option { return func(o *options) { o.credsFile = name } }
 
 // ClientOnly never starts an embedded server: with no FORGEBUS_NATS_URL it
 // connects to the embedded server of another forgebus process at
@@ -93,12 +103,34 @@ func Connect(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ..
 	b := &Broker{closed: make(chan struct{}), log: log}
 	url := cfg.ClientURL()
 	if cfg.Embedded() && !o.clientOnly {
-		srv, err := startEmbedded(cfg, log)
+		if !cfg.NATS.NoAuth {
+			st, err := creds.Open(cfg.CredsDir())
+			if err != nil {
+				return nil, err
+			}
+			if err := st.EnsureServices(creds.Workers); err != nil {
+				return nil, err
+			}
+			b.store = st
+			// The server's owner administers it: provisioning, streams.
+			cfg.NATS.Creds, cfg.NATS.User = st.Path(creds.OperatorCreds), ""
+		}
+		srv, err := startEmbedded(cfg, b.store, log)
 		if err != nil {
 			return nil, err
 		}
 		b.srv = srv
 		url = srv.ClientURL()
+	} else if cfg.NATS.Creds == "" && cfg.NATS.User == "" {
+		cfg.NATS.Creds = defaultCreds(cfg, o.credsFile)
+	}
+	if cfg.NATS.Creds != "" {
+		role, inbox, err := readCreds(cfg.NATS.Creds)
+		if err != nil {
+			b.shutdownServer()
+			return nil, err
+		}
+		b.role, o.inbox = role, inbox
 	}
 	nc, err := nats.Connect(url, b.clientOptions(ctx, cfg, o)...)
 	if err != nil {
@@ -173,6 +205,9 @@ func (b *Broker) clientOptions(ctx context.Context, cfg config.Config, o options
 		opts = append(opts, nats.RetryOnFailedConnect(true), nats.ReconnectBufSize(-1))
 	}
 	n := cfg.NATS
+	if o.inbox != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.inbox))
+	}
 	if n.Creds != "" {
 		opts = append(opts, nats.UserCredentials(n.Creds))
 	}
@@ -188,7 +223,7 @@ func (b *Broker) clientOptions(ctx context.Context, cfg config.Config, o options
 	return opts
 }
 
-func startEmbedded(cfg config.Config, log zerolog.Logger) (*server.Server, error) {
+func startEmbedded(cfg config.Config, store *creds.Store, log zerolog.Logger) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(cfg.NATS.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("FORGEBUS_NATS_LISTEN %q: %w", cfg.NATS.Listen, err)
@@ -222,6 +257,14 @@ func startEmbedded(cfg config.Config, log zerolog.Logger) (*server.Server, error
 		// once normalized; the NATS default is 1 MiB.
 		MaxPayload: EmbeddedMaxPayload,
 	}
+	if store != nil {
+		if err := store.Configure(opts); err != nil {
+			return nil, fmt.Errorf("embedded nats-server auth: %w", err)
+		}
+	} else {
+		// Validate allows this on a loopback address only.
+		log.Warn().Str("nats_listen", cfg.NATS.Listen).Msg("FORGEBUS_NATS_AUTH=off: the embedded NATS server lets in any local client without credentials")
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
@@ -233,7 +276,7 @@ func startEmbedded(cfg config.Config, log zerolog.Logger) (*server.Server, error
 		srv.WaitForShutdown()
 		return nil, fmt.Errorf("%w on %s within %s", ErrNotReady, cfg.NATS.Listen, readyTimeout)
 	}
-	log.Info().Str("nats_listen", srv.Addr().String()).Str("store_dir", dir).Bool("sync_always", cfg.NATS.SyncAlways).Msg("embedded nats-server started")
+	log.Info().Str("nats_listen", srv.Addr().String()).Str("store_dir", dir).Bool("sync_always", cfg.NATS.SyncAlways).Bool("auth", store != nil).Msg("embedded nats-server started")
 	return srv, nil
 }
 

@@ -113,6 +113,9 @@ type NATS struct {
 	// SyncAlways makes the embedded server fsync every write
 	// (FORGEBUS_NATS_SYNC_ALWAYS).
 	SyncAlways bool `yaml:"sync_always"`
+	// NoAuth starts the embedded server without authentication
+	// (FORGEBUS_NATS_AUTH=off); only on a loopback listen address.
+	NoAuth bool `yaml:"no_auth"`
 	// Creds is a credentials file (FORGEBUS_NATS_CREDS).
 	Creds string `yaml:"creds"`
 	// TLS holds client TLS files.
@@ -220,6 +223,9 @@ func (c Config) AuditKeyPath() string {
 	}
 	return filepath.Join(c.DataDir, "creds", "audit.key")
 }
+
+// CredsDir holds the embedded server's keys and each role's credentials.
+func (c Config) CredsDir() string { return filepath.Join(c.DataDir, "creds") }
 
 // SpoolDir is the spool directory: Spool.Dir, or <DataDir>/spool.
 func (c Config) SpoolDir() string {

@@ -255,6 +255,17 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.str("FORGEBUS_NATS_LISTEN", &c.NATS.Listen)
 	e.boolean("FORGEBUS_NATS_SYNC_ALWAYS", &c.NATS.SyncAlways)
 	e.str("FORGEBUS_NATS_CREDS", &c.NATS.Creds)
+	var auth string
+	e.str("FORGEBUS_NATS_AUTH", &auth)
+	switch strings.ToLower(auth) {
+	case "off":
+		c.NATS.NoAuth = true
+	case "on":
+		c.NATS.NoAuth = false
+	case "":
+	default:
+		e.fail("FORGEBUS_NATS_AUTH", fmt.Errorf("%q: want on or off", auth))
+	}
 	e.str("FORGEBUS_NATS_TLS_CA", &c.NATS.TLS.CA)
 	e.str("FORGEBUS_NATS_TLS_CERT", &c.NATS.TLS.Cert)
 	e.str("FORGEBUS_NATS_TLS_KEY", &c.NATS.TLS.Key)

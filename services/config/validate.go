@@ -87,6 +87,9 @@ func (c Config) Validate() error {
 	} else if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
 		bad("FORGEBUS_NATS_LISTEN %q: want host:port, e.g. 127.0.0.1:4222", c.NATS.Listen)
 	}
+	if c.NATS.NoAuth && c.NATS.URL == "" && !loopback(c.NATS.Listen) {
+		bad("FORGEBUS_NATS_AUTH=off is only allowed on a loopback FORGEBUS_NATS_LISTEN, not %q", c.NATS.Listen)
+	}
 	if (c.NATS.TLS.Cert == "") != (c.NATS.TLS.Key == "") {
 		bad("FORGEBUS_NATS_TLS_CERT and FORGEBUS_NATS_TLS_KEY go together")
 	}
@@ -163,4 +166,17 @@ func checkURL(raw string, schemes ...string) error {
 		}
 	}
 	return fmt.Errorf("%q: scheme must be one of %s", shown, strings.Join(schemes, ", "))
+}
+
+// loopback reports whether addr's host is a loopback address or localhost.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -70,7 +70,7 @@ func Start(ctx context.Context, cfg config.Config, log zerolog.Logger, role stri
 		Int("gogs_secrets", len(cfg.Gogs.Secrets)).Bool("allow_unsigned", cfg.Gogs.AllowUnsigned).
 		Bool("spool", cfg.Spool.Enabled).Int("stream_replicas", cfg.Streams.Replicas).
 		Msg("starting")
-	bopts := []broker.Option{broker.WithRole(role)}
+	bopts := []broker.Option{broker.WithRole(role), broker.CredsFile(role + ".creds")}
 	var pv *provisioner
 	if o.natsDown {
 		pv = &provisioner{streams: cfg.Streams, log: log, kick: make(chan struct{}, 1)}
@@ -80,7 +80,11 @@ func Start(ctx context.Context, cfg config.Config, log zerolog.Logger, role stri
 	if err != nil {
 		return nil, err
 	}
-	if pv == nil || b.Conn.IsConnected() {
+	if !b.Admin() {
+		// A role without stream rights (a worker, ingest on a cluster):
+		// the operator provisions the streams.
+		pv = nil
+	} else if pv == nil || b.Conn.IsConnected() {
 		if err := provision.Streams(ctx, b.JS, cfg.Streams); err != nil {
 			b.Close()
 			return nil, err

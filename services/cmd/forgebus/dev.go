@@ -35,7 +35,10 @@ func newDevCmd() *cobra.Command {
 127.0.0.1:4222, store in FORGEBUS_DATA_DIR), ingest and every worker in one
 process, and prints the URL to give Gogs. With no FORGEBUS_GOGS_SECRETS it
 generates a secret and prints it once: paste it into the Gogs webhook, and set
-FORGEBUS_GOGS_SECRETS to it to keep it across restarts. Ctrl-C stops cleanly.
+FORGEBUS_GOGS_SECRETS to it to keep it across restarts. The NATS server lets
+in only clients with credentials: dev creates them on first start in
+FORGEBUS_DATA_DIR/creds (operator.creds for the CLIs, one file per role).
+Ctrl-C stops cleanly.
 Watch the events with "forgebus events tail" in another terminal.`,
 		Args: cobra.NoArgs,
 		RunE: runDev,
@@ -87,7 +90,7 @@ func runDev(cmd *cobra.Command, _ []string) error {
 	}
 	defer p.Close()
 
-	svc, err := newIngestService(p)
+	svc, err := newIngestService(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -103,10 +106,11 @@ func runDev(cmd *cobra.Command, _ []string) error {
 			log.Info().Str("path", cfg.AuditKeyPath()).Msg("created audit signing key")
 		}
 	}
-	workers, err := devWorkers(p)
+	workers, closeWorkers, err := devWorkers(ctx, p)
 	if err != nil {
 		return err
 	}
+	defer closeWorkers()
 
 	printBanner(out, ln.Addr(), p.Broker.ClientURL(), cfg, generated, len(workers))
 
@@ -162,6 +166,11 @@ func printBanner(w io.Writer, addr net.Addr, natsURL string, cfg config.Config, 
 		fmt.Fprintf(w, "  Gogs webhook secret: from FORGEBUS_GOGS_SECRETS (%d configured)\n", len(cfg.Gogs.Secrets))
 	}
 	fmt.Fprintf(w, "  NATS:              %s  (watch: forgebus events tail)\n", natsURL)
+	if cfg.NATS.NoAuth {
+		fmt.Fprintf(w, "  NATS auth:         OFF (FORGEBUS_NATS_AUTH=off)\n")
+	} else {
+		fmt.Fprintf(w, "  NATS credentials:  %s  (one per role; forgebus creds --help)\n", cfg.CredsDir())
+	}
 	fmt.Fprintf(w, "  data:              %s\n", cfg.DataDir)
 	fmt.Fprintf(w, "  workers:           %d\n", workers)
 	fmt.Fprintf(w, "Ctrl-C to stop.\n")

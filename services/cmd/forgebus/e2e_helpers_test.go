@@ -134,6 +134,7 @@ type devInstance struct {
 	base     string // http://127.0.0.1:port
 	natsAddr string
 	dataDir  string // where dev keeps its store and the audit key it creates
+	creds    string // the operator's credentials, created by dev
 }
 
 // startDev writes configYAML to a file, starts "forgebus dev" with it and
@@ -142,7 +143,8 @@ type devInstance struct {
 func startDev(t *testing.T, configYAML string, env ...string) *devInstance {
 	t.Helper()
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
-	d := &devInstance{base: "http://" + httpAddr, natsAddr: natsAddr, dataDir: t.TempDir()}
+	dataDir := t.TempDir()
+	d := &devInstance{base: "http://" + httpAddr, natsAddr: natsAddr, dataDir: dataDir, creds: filepath.Join(dataDir, "creds", "operator.creds")}
 	d.proc = start(t, append([]string{
 		"FORGEBUS_CONFIG=" + writeTemp(t, configYAML),
 		"FORGEBUS_DATA_DIR=" + d.dataDir,
@@ -169,7 +171,7 @@ func (d *devInstance) cli(t *testing.T, args ...string) (int, string, string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, forgebusBin(t), args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
-		"FORGEBUS_NATS_LISTEN=" + d.natsAddr, "FORGEBUS_LOG_FORMAT=json", "FORGEBUS_DATA_DIR=" + d.dataDir}
+		"FORGEBUS_NATS_LISTEN=" + d.natsAddr, "FORGEBUS_NATS_CREDS=" + d.creds, "FORGEBUS_LOG_FORMAT=json", "FORGEBUS_DATA_DIR=" + d.dataDir}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -183,7 +185,7 @@ func (d *devInstance) cli(t *testing.T, args ...string) (int, string, string) {
 // connect opens a NATS client connection to d's embedded server.
 func (d *devInstance) connect(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	_, js := natstest.Dial(t, "nats://"+d.natsAddr, nats.Name("e2e-test"))
+	_, js := natstest.Dial(t, "nats://"+d.natsAddr, nats.Name("e2e-test"), nats.UserCredentials(d.creds))
 	return js
 }
 

@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/forgebus/forgebus/ingest"
 	"github.com/forgebus/forgebus/ingest/spool"
+	"github.com/forgebus/forgebus/services/broker"
 	"github.com/forgebus/forgebus/services/platform"
 )
 
@@ -61,7 +63,7 @@ same one exits with "spool directory locked by another process".`,
 				return err
 			}
 			defer p.Close()
-			svc, err := newIngestService(p)
+			svc, err := newIngestService(ctx, p)
 			if err != nil {
 				return err
 			}
@@ -81,14 +83,26 @@ same one exits with "spool directory locked by another process".`,
 // with its forwarder when the spool is on.
 type ingestService struct {
 	p     *platform.Platform
+	js    jetstream.JetStream
+	conn  *broker.Broker
 	mux   *http.ServeMux
 	spool *spool.Spool
 }
 
-func newIngestService(p *platform.Platform) (*ingestService, error) {
+// newIngestService builds the handler. Beside an embedded server it
+// publishes over a connection of its own, as the ingest role; otherwise
+// over the platform's.
+func newIngestService(ctx context.Context, p *platform.Platform) (*ingestService, error) {
 	cfg := p.Config
 	log := p.Log.With().Str("component", "ingest").Logger()
-	s := &ingestService{p: p}
+	s := &ingestService{p: p, js: p.Broker.JS}
+	if p.Broker.Embedded() {
+		b, err := p.Broker.DialRole(ctx, cfg, p.Log, "ingest")
+		if err != nil {
+			return nil, fmt.Errorf("ingest: %w", err)
+		}
+		s.conn, s.js = b, b.JS
+	}
 	opts := []ingest.Option{ingest.WithMetrics(ingest.NewMetrics(p.Registry))}
 	if cfg.Spool.Enabled {
 		sp, err := spool.Open(cfg.SpoolDir(), spool.Limits{
@@ -96,6 +110,7 @@ func newIngestService(p *platform.Platform) (*ingestService, error) {
 			MaxEntries: cfg.Spool.MaxEntries,
 		}, p.Log.With().Str("component", "spool").Logger())
 		if err != nil {
+			s.close()
 			return nil, fmt.Errorf("open spool %s: %w", cfg.SpoolDir(), err)
 		}
 		s.spool = sp
@@ -113,7 +128,7 @@ func newIngestService(p *platform.Platform) (*ingestService, error) {
 		RetryAfter:       cfg.Ingest.RetryAfter,
 		Instance:         cfg.Instance,
 		Source:           cfg.Source(),
-	}, p.Broker.JS, log, opts...)
+	}, s.js, log, opts...)
 	if err != nil {
 		s.close()
 		return nil, usage(fmt.Errorf("ingest: %w", err))
@@ -136,14 +151,19 @@ func (s *ingestService) runners(ln net.Listener) []runner {
 	rs := []runner{{name: "ingest", run: func(ctx context.Context) error { return s.p.Serve(ctx, ln, s.mux) }}}
 	if s.spool != nil {
 		rs = append(rs, runner{name: "spool-forwarder", run: func(ctx context.Context) error {
-			return s.spool.Forward(ctx, s.p.Broker.JS, spool.WithPublishTimeout(s.p.Config.Ingest.PublishTimeout))
+			return s.spool.Forward(ctx, s.js, spool.WithPublishTimeout(s.p.Config.Ingest.PublishTimeout))
 		}})
 	}
 	return rs
 }
 
-// close closes the spool; what is left in it is forwarded at the next start.
+// close closes the spool (what is left in it is forwarded at the next
+// start) and ingest's own connection.
 func (s *ingestService) close() {
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
 	if s.spool == nil {
 		return
 	}

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/forgebus/forgebus/natstest"
+	"github.com/nats-io/nats.go"
+
 	"github.com/forgebus/forgebus/schemas"
 )
 
@@ -213,8 +215,9 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
 	base := "http://" + httpAddr
+	dataDir := t.TempDir()
 	dev := start(t, []string{
-		"FORGEBUS_DATA_DIR=" + t.TempDir(),
+		"FORGEBUS_DATA_DIR=" + dataDir,
 		"FORGEBUS_HTTP_ADDR=" + httpAddr,
 		"FORGEBUS_NATS_LISTEN=" + natsAddr,
 		"FORGEBUS_GOGS_SECRETS=fixture-secret-1",
@@ -245,7 +248,13 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 
 	// tail, a second process, as a client of dev's embedded NATS.
-	tail := start(t, []string{"FORGEBUS_NATS_LISTEN=" + natsAddr, "FORGEBUS_LOG_FORMAT=json"}, "events", "tail")
+	// An anonymous client is refused by dev's embedded server.
+	if nc, err := nats.Connect("nats://"+natsAddr, nats.Timeout(2*time.Second)); err == nil {
+		nc.Close()
+		t.Error("an anonymous client connected to dev's NATS")
+	}
+	// tail finds the operator's credentials in the shared data dir.
+	tail := start(t, []string{"FORGEBUS_NATS_LISTEN=" + natsAddr, "FORGEBUS_DATA_DIR=" + dataDir, "FORGEBUS_LOG_FORMAT=json"}, "events", "tail")
 	natstest.Eventually(t, 15*time.Second, "tail subscribed to FORGE_EVENTS", func() bool {
 		if tail.exited() {
 			t.Fatalf("tail exited early: %v\n%s", tail.err, tail.stderr)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/forgebus/forgebus/services/platform"
@@ -15,11 +16,11 @@ import (
 )
 
 // workerFactories builds each worker "forgebus worker <name>" can run, by
-// name, from the started platform. A factory returns the worker's Name,
+// name, from the started platform and the worker's own JetStream connection. A factory returns the worker's Name,
 // Subjects and Handler; when it leaves Settings zero (MaxInFlight 0), the
 // command fills Settings and Policy from the `runtime:` and `policy:` keys
 // of the worker's section in the config file (runtime.DecodeConfig).
-var workerFactories = map[string]func(p *platform.Platform) (runtime.Worker, error){}
+var workerFactories = map[string]func(p *platform.Platform, js jetstream.JetStream) (runtime.Worker, error){}
 
 func init() { register(newWorkerCmd) }
 
@@ -79,7 +80,7 @@ settings and, under runtime: and policy:, the runtime's.`,
 				return err
 			}
 			defer p.Close()
-			w, err := workerRunner(p, name)
+			w, err := workerRunner(p, name, p.Broker.JS)
 			if err != nil {
 				return err
 			}
@@ -99,8 +100,8 @@ settings and, under runtime: and policy:, the runtime's.`,
 
 // buildWorker builds the named worker and gives it its runtime settings
 // and policy from the config file.
-func buildWorker(p *platform.Platform, name string, factory func(*platform.Platform) (runtime.Worker, error)) (runtime.Worker, error) {
-	w, err := factory(p)
+func buildWorker(p *platform.Platform, js jetstream.JetStream, name string, factory func(*platform.Platform, jetstream.JetStream) (runtime.Worker, error)) (runtime.Worker, error) {
+	w, err := factory(p, js)
 	if err != nil {
 		return w, fmt.Errorf("worker %s: %w", name, err)
 	}

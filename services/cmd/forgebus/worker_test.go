@@ -33,7 +33,7 @@ func TestWorkerAndDLQCommands(t *testing.T) {
 	t.Setenv("FORGEBUS_CONFIG", writeTemp(t, "workers:\n  testfail:\n    runtime:\n      ack_wait: 2s\n      nak_delays: [10ms]\n      grace_period: 1s\n    policy:\n      deny_senders: [\"bot*\"]\n"))
 
 	var fixed atomic.Bool
-	workerFactories["testfail"] = func(p *platform.Platform) (runtime.Worker, error) {
+	workerFactories["testfail"] = func(p *platform.Platform, _ jetstream.JetStream) (runtime.Worker, error) {
 		return runtime.Worker{Name: "testfail", Subjects: []string{"forge.>"},
 			Handler: runtime.HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (runtime.Report, error) {
 				if !fixed.Load() {

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/forgebus/forgebus/services/broker"
 	"github.com/forgebus/forgebus/services/platform"
 	"github.com/forgebus/forgebus/workers/audit"
 	"github.com/forgebus/forgebus/workers/command"
@@ -25,7 +29,7 @@ func init() {
 	workerFactories[envsync.Name] = newEnvsyncWorker
 }
 
-func newDocsWorker(p *platform.Platform) (runtime.Worker, error) {
+func newDocsWorker(p *platform.Platform, _ jetstream.JetStream) (runtime.Worker, error) {
 	node := p.Config.Workers[docs.Name]
 	cfg, err := docs.DecodeConfig(&node)
 	if err != nil {
@@ -45,7 +49,7 @@ func newDocsWorker(p *platform.Platform) (runtime.Worker, error) {
 	return runtime.Worker{Name: docs.Name, Subjects: w.Subjects(p.Config.Instance), Handler: w}, nil
 }
 
-func newModelsWorker(p *platform.Platform) (runtime.Worker, error) {
+func newModelsWorker(p *platform.Platform, js jetstream.JetStream) (runtime.Worker, error) {
 	node := p.Config.Workers[models.Name]
 	cfg, err := models.DecodeConfig(&node)
 	if err != nil {
@@ -58,7 +62,7 @@ func newModelsWorker(p *platform.Platform) (runtime.Worker, error) {
 		CacheDir:  filepath.Join(p.Config.DataDir, "cache", models.Name),
 		Path:      p.Config.BuildPath,
 		Secret:    p.Config.ModelsSecret.Bytes(),
-		KV:        p.Broker.JS,
+		KV:        js,
 		Replicas:  p.Config.Streams.Replicas,
 		Log:       p.Log.With().Str("worker", models.Name).Logger(),
 	})
@@ -68,7 +72,7 @@ func newModelsWorker(p *platform.Platform) (runtime.Worker, error) {
 	return runtime.Worker{Name: models.Name, Subjects: w.Subjects(p.Config.Instance), Handler: w}, nil
 }
 
-func newEnvsyncWorker(p *platform.Platform) (runtime.Worker, error) {
+func newEnvsyncWorker(p *platform.Platform, js jetstream.JetStream) (runtime.Worker, error) {
 	node := p.Config.Workers[envsync.Name]
 	cfg, err := envsync.DecodeConfig(&node)
 	if err != nil {
@@ -82,7 +86,7 @@ func newEnvsyncWorker(p *platform.Platform) (runtime.Worker, error) {
 		return runtime.Worker{}, usage(fmt.Errorf("worker %s: %w", envsync.Name, err))
 	}
 	w, err := envsync.New(cfg, envsync.Deps{
-		KV:       p.Broker.JS,
+		KV:       js,
 		API:      api,
 		Log:      p.Log.With().Str("worker", envsync.Name).Logger(),
 		Replicas: p.Config.Streams.Replicas,
@@ -107,14 +111,15 @@ func protectSecrets(p *platform.Platform) {
 	}
 }
 
-// workerRunner builds the named worker on p and returns it as a runner.
-func workerRunner(p *platform.Platform, name string) (runner, error) {
+// workerRunner builds the named worker on p, with js its own role's
+// JetStream connection, and returns it as a runner.
+func workerRunner(p *platform.Platform, name string, js jetstream.JetStream) (runner, error) {
 	if name == auditWorker {
 		key, err := audit.LoadKey(p.Config.AuditKeyPath())
 		if err != nil {
 			return runner{}, usage(fmt.Errorf("worker %s: %w (set FORGEBUS_AUDIT_KEY_FILE)", auditWorker, err))
 		}
-		w, err := audit.New(p.Broker.JS, audit.Config{Key: key}, p.Log, p.Registry) // audit.New names the worker in its log lines
+		w, err := audit.New(js, audit.Config{Key: key}, p.Log, p.Registry) // audit.New names the worker in its log lines
 		if err != nil {
 			return runner{}, err
 		}
@@ -124,11 +129,11 @@ func workerRunner(p *platform.Platform, name string) (runner, error) {
 	if !ok {
 		return runner{}, usage(fmt.Errorf("unknown worker %q; known workers: %s", name, knownWorkers()))
 	}
-	w, err := buildWorker(p, name, factory)
+	w, err := buildWorker(p, js, name, factory)
 	if err != nil {
 		return runner{}, err
 	}
-	rt, err := runtime.New(p.Broker.JS, w, p.Log, p.Registry) // runtime.New names the worker in its log lines
+	rt, err := runtime.New(js, w, p.Log, p.Registry) // runtime.New names the worker in its log lines
 	if err != nil {
 		return runner{}, usage(err)
 	}
@@ -137,22 +142,35 @@ func workerRunner(p *platform.Platform, name string) (runner, error) {
 
 // devWorkers returns every worker that runs inside "forgebus dev": the
 // audit worker always, and each other worker whose section
-// (workers.<name>) is in the config file.
-func devWorkers(p *platform.Platform) ([]runner, error) {
+// (workers.<name>) is in the config file. Each has its own connection, as
+// its role (closed by close).
+func devWorkers(ctx context.Context, p *platform.Platform) (runners []runner, close func(), err error) {
 	names := []string{auditWorker}
 	for _, name := range []string{docs.Name, models.Name, envsync.Name} {
 		if _, ok := p.Config.Workers[name]; ok {
 			names = append(names, name)
 		}
 	}
-	runners := make([]runner, 0, len(names))
+	var conns []*broker.Broker
+	close = func() {
+		for _, b := range conns {
+			b.Close()
+		}
+	}
 	for _, name := range names {
-		r, err := workerRunner(p, name)
+		b, err := p.Broker.DialRole(ctx, p.Config, p.Log, "worker-"+name)
 		if err != nil {
-			return nil, err
+			close()
+			return nil, nil, fmt.Errorf("worker %s: %w", name, err)
+		}
+		conns = append(conns, b)
+		r, err := workerRunner(p, name, b.JS)
+		if err != nil {
+			close()
+			return nil, nil, err
 		}
 		runners = append(runners, r)
 	}
 	p.Log.Info().Strs("workers", names).Msg("dev workers")
-	return runners, nil
+	return runners, close, nil
 }

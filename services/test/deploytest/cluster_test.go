@@ -33,6 +33,23 @@ type clusterScript struct {
 }
 
 func newClusterScript(t *testing.T, natsServer string) *clusterScript {
+	return newClusterScriptWith(t, natsServer, buildForgebus(t))
+}
+
+// buildForgebus builds the forgebus binary, which the script runs to make
+// the cluster's credentials and auth configuration.
+func buildForgebus(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "forgebus")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/forgebus")
+	cmd.Dir = filepath.Join(repoRoot(t), "services")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build forgebus: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func newClusterScriptWith(t *testing.T, natsServer, forgebus string) *clusterScript {
 	t.Helper()
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("bash not installed")
@@ -43,6 +60,7 @@ func newClusterScript(t *testing.T, natsServer string) *clusterScript {
 		dir:  t.TempDir(),
 		env: append(os.Environ(),
 			"NATS_SERVER="+natsServer,
+			"FORGEBUS="+forgebus,
 			"CLUSTER_PORT_BASE="+strconv.Itoa(freePortBase(t)),
 			"CLUSTER_WAIT=40",
 		),
@@ -146,7 +164,21 @@ func TestClusterScript(t *testing.T) {
 		t.Fatalf("urls %q: want three", urls)
 	}
 
-	nc, err := nats.Connect(urls, nats.ReconnectWait(100*time.Millisecond), nats.MaxReconnects(-1))
+	// Every node refuses a client without credentials.
+	for _, u := range strings.Split(urls, ",") {
+		if anon, err := nats.Connect(u, nats.Timeout(2*time.Second)); err == nil {
+			anon.Close()
+			t.Errorf("an anonymous client connected to %s", u)
+		} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			t.Errorf("anonymous connect to %s = %v, want an authorization error", u, err)
+		}
+	}
+	creds, err := c.run("creds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opCreds := filepath.Join(strings.TrimSpace(creds), "operator.creds")
+	nc, err := nats.Connect(urls, nats.ReconnectWait(100*time.Millisecond), nats.MaxReconnects(-1), nats.UserCredentials(opCreds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +284,7 @@ func TestClusterScript(t *testing.T) {
 // TestClusterScriptStopsOnlyItsOwn: a pid file naming a process the script
 // did not start (a reused pid) never gets that process killed.
 func TestClusterScriptStopsOnlyItsOwn(t *testing.T) {
-	c := newClusterScript(t, "/nonexistent")
+	c := newClusterScriptWith(t, "/nonexistent", "/nonexistent")
 	other := exec.Command("sleep", "60")
 	if err := other.Start(); err != nil {
 		t.Skip("no sleep command")

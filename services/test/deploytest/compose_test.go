@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/forgebus/forgebus/services/config"
+	"github.com/forgebus/forgebus/services/creds"
 	"github.com/forgebus/forgebus/workers/docs"
 	"github.com/forgebus/forgebus/workers/envsync"
 	"github.com/forgebus/forgebus/workers/models"
@@ -272,9 +273,9 @@ func TestNATSCluster(t *testing.T) {
 				t.Errorf("store dir %s is not a named volume (mount %+v)", cmd[j+1], v)
 			}
 
-			c, err := conf.ParseFile(filepath.Join(root, "deploy", "nats", name+".conf"))
-			if err != nil {
-				t.Fatal(err)
+			c := parseNodeConf(t, root, name)
+			if c["operator"] == nil || c["resolver"] == nil {
+				t.Errorf("%s.conf does not turn auth on (operator %v, resolver %v)", name, c["operator"] != nil, c["resolver"])
 			}
 			if c["server_name"] != name {
 				t.Errorf("server_name = %v, want %s", c["server_name"], name)
@@ -549,4 +550,30 @@ func TestDeployConfig(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(repoRoot(t), "deploy", "README.md")); err != nil {
 		t.Errorf("deploy/README.md: %v", err)
 	}
+}
+
+// parseNodeConf parses deploy/nats/<name>.conf beside an auth.conf made as
+// "forgebus creds server-config" makes it (the file includes it).
+func parseNodeConf(t *testing.T, root, name string) map[string]any {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := creds.Open(filepath.Join(dir, "creds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := st.ServerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), []byte(auth), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".conf"), readRepoFile(t, filepath.Join("deploy", "nats", name+".conf")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := conf.ParseFile(filepath.Join(dir, name+".conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -14,7 +14,7 @@ const benchSecret = "bench-secret"
 // benchIngest measures the real ingest handler against the ceiling: a bare
 // handler that checks the HMAC and publishes the raw body with ack.
 func benchIngest(ctx context.Context, st *stack, fx fixtureFile, o options) error {
-	h, err := ingest.NewHandler(ingest.Config{Secrets: [][]byte{[]byte(benchSecret)}}, st.js, quietLogger())
+	h, err := ingest.NewHandler(ingest.Config{Secrets: [][]byte{[]byte(benchSecret)}}, st.ingestJS, quietLogger())
 	if err != nil {
 		return err
 	}
@@ -22,7 +22,7 @@ func benchIngest(ctx context.Context, st *stack, fx fixtureFile, o options) erro
 	if err != nil {
 		return err
 	}
-	ceilURL, err := st.serve(ceilingHandler(st.js, schemas.EventSubject("bench", "raw", "bench", "ceiling"), []byte(benchSecret)))
+	ceilURL, err := st.serve(ceilingHandler(st.ingestJS, schemas.EventSubject("bench", "raw", "bench", "ceiling"), []byte(benchSecret)))
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,8 @@
 // Command forgebus-bench is `make bench`: it starts the stack in one process
-// (an embedded JetStream server on 127.0.0.1, the streams, the real ingest
-// handler on a real HTTP listener) and a load generator, and prints each
-// figure beside the ceiling measured in the same run on the same server.
+// (an embedded JetStream server on 127.0.0.1 with NATS auth on, the streams,
+// the real ingest handler on a real HTTP listener) and a load generator, and
+// prints each figure beside the ceiling measured in the same run on the same
+// server, then what auth costs against the same stack without it.
 package main
 
 import (
@@ -27,6 +28,7 @@ type options struct {
 	inFlight  int
 	rounds    int
 	skipSpool bool
+	skipAuth  bool
 }
 
 func main() {
@@ -39,6 +41,7 @@ func main() {
 	flag.IntVar(&o.inFlight, "worker-inflight", 64, "worker max in-flight")
 	flag.IntVar(&o.rounds, "worker-rounds", 5, "rounds of runtime, ceiling and ceiling+KV put; the median round by ratio is shown")
 	flag.BoolVar(&o.skipSpool, "skip-spool", false, "skip the broker-down (spool) run")
+	flag.BoolVar(&o.skipAuth, "skip-auth-cost", false, "skip the NATS auth on/off comparison")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "forgebus-bench:", err)
@@ -82,7 +85,9 @@ func run(o options) error {
 		time.Now().UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), host)
 	fmt.Printf("fixture %s (%d bytes, event %s)\n\n", filepath.Base(o.fixture), len(fx.Body), fx.Headers["X-Gogs-Event"])
 
-	st, err := startStack(ctx)
+	// NATS auth on, as forgebus runs; the cost of auth is measured below
+	// against a stack without it.
+	st, err := startStack(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -93,6 +98,11 @@ func run(o options) error {
 	}
 	if err := benchWorker(ctx, st, o); err != nil {
 		return err
+	}
+	if !o.skipAuth {
+		if err := benchAuthCost(ctx, fx, o); err != nil {
+			return err
+		}
 	}
 	if !o.skipSpool {
 		if err := benchSpool(ctx, st, fx, o); err != nil {

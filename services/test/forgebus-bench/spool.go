@@ -40,7 +40,7 @@ func benchSpool(ctx context.Context, st *stack, fx fixtureFile, o options) error
 	if err != nil {
 		return err
 	}
-	down, err := startServer(downDir)
+	down, err := startServer(downDir, nil)
 	if err != nil {
 		return err
 	}
@@ -51,7 +51,7 @@ func benchSpool(ctx context.Context, st *stack, fx fixtureFile, o options) error
 	defer nc.Close()
 
 	cfg := ingest.Config{Secrets: [][]byte{[]byte(benchSecret)}}
-	upH, err := ingest.NewHandler(cfg, st.js, quietLogger(), ingest.WithSpool(spoolAdapter{sp}))
+	upH, err := ingest.NewHandler(cfg, st.ingestJS, quietLogger(), ingest.WithSpool(spoolAdapter{sp}))
 	if err != nil {
 		return err
 	}

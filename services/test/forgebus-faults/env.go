@@ -34,6 +34,7 @@ type env struct {
 	dir     string
 	cluster *cluster
 	urls    string
+	creds   string   // the cluster's credentials directory
 	repo    *gitRepo // lab/models, and the git server
 	docs    *gitRepo // lab/handbook, on the same server
 	envRepo *envRepo // lab/config, on the fake Gogs API
@@ -166,6 +167,12 @@ func (e *env) newProc(name string, extra []string, args ...string) (*proc, error
 	if err != nil {
 		return nil, err
 	}
+	// Each process connects with its own role's credentials.
+	role := args[0]
+	if role == "worker" {
+		role = "worker-" + args[1]
+	}
+	extra = append([]string{"FORGEBUS_NATS_CREDS=" + filepath.Join(e.creds, role+".creds")}, extra...)
 	data := filepath.Join(e.dir, name)
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return nil, err
@@ -232,7 +239,7 @@ func (e *env) start(ctx context.Context) error {
 	if _, err := audit.CreateKey(filepath.Join(e.dir, "audit.key")); err != nil {
 		return err
 	}
-	if e.cluster, err = newCluster(e.opts.root, filepath.Join(e.dir, "cluster")); err != nil {
+	if e.cluster, err = newCluster(e.opts.root, e.opts.bin, filepath.Join(e.dir, "cluster")); err != nil {
 		return err
 	}
 	e.started = true
@@ -244,7 +251,13 @@ func (e *env) start(ctx context.Context) error {
 		return err
 	}
 	e.urls = strings.TrimSpace(out)
-	e.nc, err = nats.Connect(e.urls, nats.Name("forgebus-faults"), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	if out, err = e.cluster.run("creds"); err != nil {
+		return err
+	}
+	e.creds = strings.TrimSpace(out)
+	opCreds := filepath.Join(e.creds, "operator.creds")
+	e.nc, err = nats.Connect(e.urls, nats.Name("forgebus-faults"), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond),
+		nats.UserCredentials(opCreds))
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -253,7 +266,12 @@ func (e *env) start(ctx context.Context) error {
 	}
 	fmt.Printf("cluster up: %s\n", e.urls)
 
-	// ingest first: it provisions the streams.
+	// The operator provisions the streams: ingest's role may not.
+	prov := exec.CommandContext(ctx, e.opts.bin, "provision")
+	prov.Env = append(e.baseEnv(e.dir, "127.0.0.1:0"), "FORGEBUS_NATS_CREDS="+opCreds)
+	if out, err := prov.CombinedOutput(); err != nil {
+		return fmt.Errorf("forgebus provision: %w: %s", err, strings.TrimSpace(string(out)))
+	}
 	for i := range 2 {
 		p, err := e.newProc(fmt.Sprintf("ingest-%d", i+1), []string{"FORGEBUS_GOGS_SECRETS=" + webhookSecret}, "ingest")
 		if err != nil {
@@ -372,7 +390,7 @@ func (e *env) auditVerify(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.opts.bin, "audit", "verify")
-	cmd.Env = e.baseEnv(e.dir, "127.0.0.1:0")
+	cmd.Env = append(e.baseEnv(e.dir, "127.0.0.1:0"), "FORGEBUS_NATS_CREDS="+filepath.Join(e.creds, "operator.creds"))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -173,7 +173,7 @@ type cluster struct {
 	env    []string
 }
 
-func newCluster(root, dir string) (*cluster, error) {
+func newCluster(root, bin, dir string) (*cluster, error) {
 	base, err := natstest.ClusterPortBase(os.Getpid())
 	if err != nil {
 		return nil, err
@@ -181,7 +181,7 @@ func newCluster(root, dir string) (*cluster, error) {
 	return &cluster{
 		script: filepath.Join(root, "scripts", "cluster.sh"),
 		dir:    dir,
-		env:    append(os.Environ(), "CLUSTER_PORT_BASE="+strconv.Itoa(base), "CLUSTER_WAIT=40"),
+		env:    append(os.Environ(), "CLUSTER_PORT_BASE="+strconv.Itoa(base), "CLUSTER_WAIT=40", "FORGEBUS="+bin),
 	}, nil
 }
 
