@@ -144,6 +144,11 @@ func startDev(t *testing.T, configYAML string, env ...string) *devInstance {
 	t.Helper()
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
 	dataDir := t.TempDir()
+	for _, kv := range env { // env may name the data folder: the last value wins
+		if v, ok := strings.CutPrefix(kv, "FORGEBUS_DATA_DIR="); ok {
+			dataDir = v
+		}
+	}
 	d := &devInstance{base: "http://" + httpAddr, natsAddr: natsAddr, dataDir: dataDir, creds: filepath.Join(dataDir, "creds", "operator.creds")}
 	d.proc = start(t, append([]string{
 		"FORGEBUS_CONFIG=" + writeTemp(t, configYAML),
