@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/history"
 	"github.com/forgebus/forgebus/workers/audit"
 )
 
@@ -163,7 +164,7 @@ func newAuditQueryCmd() *cobra.Command {
 	var since, repo string
 	cmd := &cobra.Command{
 		Use:   "query",
-		Short: "Show a repository's audit records as a table: time, who, what, worker, event id",
+		Short: "Show a repository's audit records as a table: time, who, what, worker, why (a skip reason), event id",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if repo == "" {
@@ -198,7 +199,7 @@ func newAuditQueryCmd() *cobra.Command {
 // anything unprintable is replaced: a terminal gets no escape sequences.
 func printTable(w io.Writer, recs []schemas.AuditRecord) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tWHO\tWHAT\tWORKER\tEVENT ID")
+	fmt.Fprintln(tw, "TIME\tWHO\tWHAT\tWORKER\tWHY\tEVENT ID")
 	for _, r := range recs {
 		what := r.EventType
 		switch r.Kind {
@@ -209,7 +210,8 @@ func printTable(w io.Writer, recs []schemas.AuditRecord) error {
 		if !r.Time.IsZero() {
 			when = r.Time.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", when, cell(r.Sender), cell(what), cell(r.Worker), cell(r.EventID))
+		// A job that did nothing says why (a skip, a newer event).
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", when, cell(r.Sender), cell(what), cell(r.Worker), cell(history.Reason(r.Detail)), cell(r.EventID))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write: %w", err)
