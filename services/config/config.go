@@ -53,6 +53,7 @@ type Config struct {
 	Streams Streams `yaml:"streams"`
 	Ingest  Ingest  `yaml:"ingest"`
 	Spool   Spool   `yaml:"spool"`
+	Console Console `yaml:"console"`
 
 	// ModelsSecret is the models worker's secret (FORGEBUS_MODELS_SECRET[_FILE]).
 	ModelsSecret Secret `yaml:"-"`
@@ -185,6 +186,7 @@ func Default() Config {
 			MaxBytes:   DefaultSpoolMaxBytes,
 			MaxEntries: DefaultSpoolMaxEntries,
 		},
+		Console: defaultConsole(),
 	}
 }
 

@@ -267,5 +267,6 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.str("FORGEBUS_SPOOL_DIR", &c.Spool.Dir)
 	e.size("FORGEBUS_SPOOL_MAX_BYTES", &c.Spool.MaxBytes)
 	e.integer("FORGEBUS_SPOOL_MAX_ENTRIES", &c.Spool.MaxEntries)
+	c.applyConsoleEnv(e)
 	return e.err
 }
