@@ -16,6 +16,7 @@ import (
 
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/history"
+	"github.com/forgebus/forgebus/services/operate"
 	"github.com/forgebus/forgebus/workers/audit"
 )
 
@@ -76,7 +77,7 @@ record that does not.`,
 					return cerr
 				}
 				defer b.Close()
-				n, err = audit.VerifyStream(cmd.Context(), b.JS)
+				n, err = operate.VerifyAudit(cmd.Context(), b.JS)
 				err = auditStreamErr(err)
 			}
 			if err != nil {
