@@ -71,7 +71,7 @@ func Recent(ctx context.Context, js jetstream.JetStream, f Filter, limit int) ([
 			return nil
 		}
 		seq, _ := meta(m)
-		d := summary(&ev, seq, m.Subject())
+		d := Summary(&ev, seq, m.Subject())
 		if !f.matchEvent(d) {
 			return nil
 		}

@@ -127,7 +127,7 @@ func Load(ctx context.Context, js jetstream.JetStream, id string) (Story, error)
 		}
 		if !found {
 			found = true
-			s.Delivery = summary(&ev, seq, m.Subject())
+			s.Delivery = Summary(&ev, seq, m.Subject())
 		}
 		return nil
 	})
@@ -198,7 +198,8 @@ func isNoStream(err error) bool {
 	return err != nil && strings.Contains(err.Error(), jetstream.ErrStreamNotFound.Error())
 }
 
-func summary(ev *schemas.Envelope, seq uint64, subject string) Delivery {
+// Summary is the [Delivery] of one stored event.
+func Summary(ev *schemas.Envelope, seq uint64, subject string) Delivery {
 	d := Delivery{
 		EventID: ev.ID, DeliveryID: ev.ID, Event: ev.Event(), Repo: ev.Repo, Ref: ev.Subject,
 		Sender: ev.Sender, StreamSeq: seq, Subject: subject, AcceptedAt: ev.Time.UTC(),
