@@ -39,7 +39,7 @@ var funcs = template.FuncMap{
 		}
 		return s
 	},
-	"join": strings.Join,
+	"join":      strings.Join,
 	"outcomeOf": func(m map[string]schemas.Outcome, w string) schemas.Outcome { return m[w] },
 	"countOf":   func(m map[schemas.Outcome]int, o string) int { return m[schemas.Outcome(o)] },
 	"lines":     func(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") },

@@ -41,15 +41,15 @@ type Config struct {
 
 // Server is the console's HTTP handler and its state.
 type Server struct {
-	js      jetstream.JetStream
-	cfg     Config
-	log     zerolog.Logger
-	gogs    *gogsClient
-	signer  *signer
+	js     jetstream.JetStream
+	cfg    Config
+	log    zerolog.Logger
+	gogs   *gogsClient
+	signer *signer
 	// Failed sign-ins are counted per username and, more loosely, per
 	// client address (people behind one NAT share it).
 	byUser, byIP *limiter
-	pages   map[string]*template.Template
+	pages        map[string]*template.Template
 
 	mu         sync.Mutex
 	lastVerify *verifyResult
@@ -82,11 +82,11 @@ func New(js jetstream.JetStream, cfg Config, log zerolog.Logger) (*Server, error
 	}
 	return &Server{
 		js: js, cfg: cfg, log: log.With().Str("component", "console").Logger(),
-		gogs:    newGogsClient(cfg.GogsURL),
-		signer:  &signer{key: cfg.Key, ttl: cfg.SessionTTL, now: cfg.Now},
-		byUser:  newLimiter(5, 10*time.Minute, cfg.Now),
-		byIP:    newLimiter(20, 10*time.Minute, cfg.Now),
-		pages:   pages,
+		gogs:   newGogsClient(cfg.GogsURL),
+		signer: &signer{key: cfg.Key, ttl: cfg.SessionTTL, now: cfg.Now},
+		byUser: newLimiter(5, 10*time.Minute, cfg.Now),
+		byIP:   newLimiter(20, 10*time.Minute, cfg.Now),
+		pages:  pages,
 	}, nil
 }
 
