@@ -277,6 +277,8 @@ func TestCSRFAndOrigin(t *testing.T) {
 		{"csrf of another session", "csrf=" + url.QueryEscape(f.srv.signer.csrf("other-id")), nil, 403},
 		{"cross-site origin", "csrf=" + url.QueryEscape(csrf), map[string]string{"Origin": "http://evil.test"}, 403},
 		{"cross-site fetch", "csrf=" + url.QueryEscape(csrf), map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
+		{"hidden origin, cross-site", "csrf=" + url.QueryEscape(csrf), map[string]string{"Origin": "null", "Sec-Fetch-Site": "cross-site"}, 403},
+		{"hidden origin, same site", "csrf=" + url.QueryEscape(csrf), map[string]string{"Origin": "null", "Sec-Fetch-Site": "same-origin"}, 303},
 		{"right token, same origin", "csrf=" + url.QueryEscape(csrf), map[string]string{"Origin": f.web.URL}, 303},
 	}
 	for _, tt := range tests {

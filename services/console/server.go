@@ -130,7 +130,7 @@ func secureHeaders(next http.Handler) http.Handler {
 		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cache-Control", "no-store")
 		next.ServeHTTP(w, r)
 	})
@@ -146,6 +146,7 @@ func wantsJSON(r *http.Request) bool {
 func (s *Server) guard(need access, post bool, h func(http.ResponseWriter, *http.Request, *Session)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if post && !sameOrigin(r) {
+			s.log.Warn().Str("origin", r.Header.Get("Origin")).Str("path", r.URL.Path).Msg("console: cross-site request refused")
 			s.refuse(w, r, http.StatusForbidden, "cross-site request refused")
 			return
 		}
@@ -187,6 +188,11 @@ func sameOrigin(r *http.Request) bool {
 	o := r.Header.Get("Origin")
 	if o == "" {
 		return r.Header.Get("Sec-Fetch-Site") != "cross-site"
+	}
+	if o == "null" {
+		// A privacy-sensitive context hides the origin; the browser's own
+		// fetch metadata still says where the request came from.
+		return r.Header.Get("Sec-Fetch-Site") == "same-origin"
 	}
 	rest, ok := strings.CutPrefix(o, "http://")
 	if !ok {

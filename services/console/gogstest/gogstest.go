@@ -62,6 +62,10 @@ func Start(t testing.TB, users []User, orgs []Org, repos []Repo) *Server {
 	return s
 }
 
+// Handler is the fake's API handler, to mount beside other handlers (a
+// git server) under one base URL, as Gogs serves both.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serve) }
+
 // Calls returns how many requests reached path.
 func (s *Server) Calls(path string) int {
 	s.mu.Lock()
