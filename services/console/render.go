@@ -70,6 +70,7 @@ func parsePages() (map[string]*template.Template, error) {
 func (s *Server) render(w http.ResponseWriter, r *http.Request, page string, sess *Session, data map[string]any) {
 	data["Session"] = sess
 	data["Page"] = page
+	data["Since"] = s.cfg.Now().UTC().Format(time.RFC3339Nano)
 	var buf bytes.Buffer
 	if err := s.pages[page].ExecuteTemplate(&buf, "layout", data); err != nil {
 		s.log.Error().Err(err).Str("page", page).Msg("console: render")

@@ -36,8 +36,16 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sess *Session) {
 		data any
 	}
 	out := make(chan item, 64)
+	// A page passes the time it was rendered, so what happened between the
+	// render and this connection is not lost; at most ten minutes back.
+	cc := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}
+	if t, err := time.Parse(time.RFC3339Nano, r.URL.Query().Get("since")); err == nil {
+		if now := s.cfg.Now(); t.After(now.Add(-10*time.Minute)) && !t.After(now) {
+			cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+		}
+	}
 	consume := func(stream string, fn func(jetstream.Msg) (item, bool)) (jetstream.ConsumeContext, error) {
-		c, err := s.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+		c, err := s.js.OrderedConsumer(ctx, stream, cc)
 		if err != nil {
 			return nil, err
 		}

@@ -244,8 +244,15 @@ func steps(s Story) []Step {
 			})
 		}
 		for _, dl := range ws.DeadLetters {
+			at := dl.Stored
+			// The letter is stored just before its result: show it after.
+			for _, a := range ws.Attempts {
+				if a.Outcome == schemas.OutcomeDeadLettered && a.Finished.After(at) {
+					at = a.Finished.UTC()
+				}
+			}
 			out = append(out, Step{
-				At: dl.Stored, Kind: StepDeadLetter, Worker: ws.Worker, Outcome: schemas.OutcomeDeadLettered,
+				At: at, Kind: StepDeadLetter, Worker: ws.Worker, Outcome: schemas.OutcomeDeadLettered,
 				Attempt: dl.Letter.Attempts, Error: dl.Letter.Error, Stream: schemas.StreamDLQ, Seq: dl.Seq,
 				Text: fmt.Sprintf("waiting in %s as seq %d after %d attempt(s); replay with: forgebus dlq replay %d", schemas.StreamDLQ, dl.Seq, dl.Letter.Attempts, dl.Seq),
 			})

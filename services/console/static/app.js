@@ -24,7 +24,8 @@
     return td;
   }
   function stamp(s) { return s ? s.replace("T", " ").replace(/\.\d+Z$/, "Z") : "-"; }
-  var es = new EventSource("/events/stream");
+  var since = document.body.dataset.since || "";
+  var es = new EventSource("/events/stream?since=" + encodeURIComponent(since));
   es.onopen = function () { if (live) live.textContent = "live"; };
   es.onerror = function () { if (live) live.textContent = "reconnecting…"; };
   es.addEventListener("expired", function () { es.close(); window.location.assign("/login"); });
@@ -32,6 +33,7 @@
     if (!table || table.dataset.filtered) return;
     var d = JSON.parse(e.data);
     var body = table.tBodies[0];
+    if (body.querySelector('tr[data-ev="' + CSS.escape(d.event_id) + '"]')) return;
     var empty = body.querySelector("tr.empty");
     if (empty) empty.remove();
     var tr = document.createElement("tr");
