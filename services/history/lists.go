@@ -147,6 +147,9 @@ func Workers(ctx context.Context, js jetstream.JetStream, allow func(string) boo
 	byName := map[string]*WorkerStats{}
 	lister := st.ListConsumers(ctx)
 	for ci := range lister.Info() {
+		if ci.Config.Durable == "" {
+			continue // an ordered consumer of a reader such as this one, not a worker
+		}
 		byName[ci.Name] = &WorkerStats{
 			Worker: ci.Name, Waiting: ci.NumWaiting, Pending: ci.NumPending, InFlight: ci.NumAckPending,
 			LastHour: map[schemas.Outcome]int{},

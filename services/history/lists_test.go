@@ -58,6 +58,14 @@ func TestListsForTheConsole(t *testing.T) {
 	for _, w := range ws {
 		names[w.Worker] = w
 	}
+	for _, w := range []string{"docs", "models", "envsync", "audit-events"} {
+		if _, ok := names[w]; !ok {
+			t.Errorf("no stats for worker %s", w)
+		}
+	}
+	if len(ws) != 4 {
+		t.Errorf("%d workers, want the four workers' consumers only (no readers' ordered consumers): %+v", len(ws), ws)
+	}
 	if d := names["docs"]; d.LastHour[schemas.OutcomeSucceeded] != 2 || d.Pending != 0 {
 		t.Errorf("docs stats = %+v", d)
 	}

@@ -204,13 +204,15 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// Fix the cause, replay the dead letter, see the new outcome arrive.
 	fixed.Store(true)
-	do("replay", chromedp.Navigate(base+"/dlq"), chromedp.WaitVisible(`input[name=seq]`),
+	do("replay", chromedp.Navigate(base+"/dlq"), chromedp.WaitVisible(`input[name=seq]`), shot("dlq-before.png"),
 		chromedp.Click(`input[name=seq]`), chromedp.Click(`#replay`),
 		chromedp.WaitVisible(`.replayed`),
 		chromedp.WaitVisible(`.replayed .badge.ok[data-worker="models"]`), shot("dlq.png"))
 	do("audit verify", chromedp.Navigate(base+"/audit"), chromedp.Click(`form[action="/audit/verify"] button`),
 		chromedp.WaitVisible(`p.okay`), shot("audit.png"))
 	do("list again", chromedp.Navigate(base+"/"), chromedp.WaitVisible(row))
+	do("on a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Click(row+` a`),
+		chromedp.WaitVisible(`ol.timeline`), shot("phone-delivery.png"), chromedp.EmulateReset(), chromedp.NavigateBack(), chromedp.WaitVisible(row))
 	if outcome := text(row + ` .badge[data-worker="models"]`); outcome != "models: succeeded" {
 		t.Errorf("models badge after replay = %q, want models: succeeded", outcome)
 	}
