@@ -50,6 +50,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *Session) {
 	}
 	ip := "ip:" + clientIP(r)
 	userKey := "user:" + strings.ToLower(cred.Username)
+	if cred.Token != "" {
+		// A token names no user before Gogs answers: count it by address,
+		// so wrong tokens from one client cannot lock out everyone's.
+		userKey = "token:" + clientIP(r)
+	}
 	fail := func(code int, msg string) {
 		w.WriteHeader(code)
 		s.render(w, r, "login", nil, map[string]any{"Error": msg, "Username": cred.Username})
