@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/forgebus/forgebus/ingest"
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/workers/runtime"
 )
@@ -30,7 +31,13 @@ type Delivery struct {
 	StreamSeq  uint64    `json:"stream_seq"`
 	Subject    string    `json:"subject"`
 	AcceptedAt time.Time `json:"accepted_at"`
-	Commits    []Commit  `json:"commits,omitempty"`
+	// StoredAt is when FORGE_EVENTS stored it; later than AcceptedAt when
+	// ingest spooled it while the broker was away.
+	StoredAt time.Time `json:"stored_at"`
+	// Spooled: ingest answered 202 from its disk spool and forwarded the
+	// event later (the spool publishes without ingest's event header).
+	Spooled bool     `json:"spooled"`
+	Commits []Commit `json:"commits,omitempty"`
 	// Workers is each worker's latest outcome, filled by [Recent].
 	Workers map[string]schemas.Outcome `json:"workers,omitempty"`
 }
@@ -128,6 +135,7 @@ func Load(ctx context.Context, js jetstream.JetStream, id string) (Story, error)
 		if !found {
 			found = true
 			s.Delivery = Summary(&ev, seq, m.Subject())
+			s.Delivery.StoredAt, s.Delivery.Spooled = stored, m.Headers().Get(ingest.MsgHeaderEvent) == ""
 		}
 		return nil
 	})
@@ -228,6 +236,9 @@ func steps(s Story) []Step {
 		At: d.AcceptedAt, Kind: StepAccepted, Stream: schemas.StreamEvents, Seq: d.StreamSeq,
 		Text: fmt.Sprintf("accepted %s of %s (delivery %s, stream seq %d)", d.Event, d.Repo, d.DeliveryID, d.StreamSeq),
 	}}
+	if d.Spooled {
+		out[0].Text += fmt.Sprintf("; spooled by ingest, stored %s later", d.StoredAt.Sub(d.AcceptedAt).Round(time.Millisecond))
+	}
 	for _, ws := range s.Workers {
 		for _, a := range ws.Attempts {
 			kind, text := StepAttempt, fmt.Sprintf("attempt %d: %s", a.Attempt, a.Outcome)

@@ -3,6 +3,7 @@ package history_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,6 +48,9 @@ func TestLoadSucceededDeadLetteredReplayed(t *testing.T) {
 	if d.EventID != id || d.DeliveryID != id || d.Event != "push" || d.Repo != "alice/site" || d.Ref != "refs/heads/main" ||
 		d.Sender != "alice" || d.StreamSeq != seq || d.AcceptedAt.IsZero() {
 		t.Errorf("delivery = %+v", d)
+	}
+	if d.Spooled || d.StoredAt.IsZero() {
+		t.Errorf("a delivery published by the handler reads as spooled=%v, stored at %v", d.Spooled, d.StoredAt)
 	}
 	if len(d.Commits) != 1 || d.Commits[0].Message != "update the model card" || d.Commits[0].Modified[0] != "models/card.md" {
 		t.Errorf("commits = %+v, want the commit's first line and paths", d.Commits)
@@ -125,4 +129,19 @@ func worker(t *testing.T, s history.Story, name string) history.WorkerStory {
 	}
 	t.Fatalf("no worker %s in the story", name)
 	return history.WorkerStory{}
+}
+
+func TestLoadSpooledEvent(t *testing.T) {
+	_, js := natstest.Run(t).Connect(t)
+	bus := historytest.Start(t, js)
+	bus.Broken.Store(false)
+	bus.PushFromSpool("ev-spooled", "alice/site", "alice")
+	bus.WaitOutcome("ev-spooled", "models", schemas.OutcomeSucceeded)
+	s, err := history.Load(context.Background(), js, "ev-spooled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Delivery.Spooled || !strings.Contains(s.Steps[0].Text, "spooled by ingest") {
+		t.Errorf("spooled event: spooled=%v, first step %q", s.Delivery.Spooled, s.Steps[0].Text)
+	}
 }

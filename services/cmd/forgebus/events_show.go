@@ -78,6 +78,11 @@ func writeStory(w io.Writer, s history.Story) error {
 	fmt.Fprintf(w, "delivery    %s\n", dlqCell(d.DeliveryID, 80))
 	fmt.Fprintf(w, "stream seq  %d (%s)\n", d.StreamSeq, schemas.StreamEvents)
 	fmt.Fprintf(w, "accepted at %s\n", stamp(d.AcceptedAt))
+	how := "directly"
+	if d.Spooled {
+		how = "spooled by ingest while the broker was away"
+	}
+	fmt.Fprintf(w, "stored at   %s (%s)\n", stamp(d.StoredAt), how)
 	for _, c := range d.Commits {
 		fmt.Fprintf(w, "commit      %s %s (%s)\n", dlqCell(shortID(c.ID), 12), dlqCell(c.Message, 72), dlqCell(c.Author, 40))
 		for _, p := range c.Added {

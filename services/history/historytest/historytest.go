@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/forgebus/forgebus/ingest"
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/services/natstest"
 	"github.com/forgebus/forgebus/workers/audit"
@@ -81,9 +83,15 @@ func Start(t testing.TB, js jetstream.JetStream) *Bus {
 	return b
 }
 
-// Push publishes a push to repo as ingest would, with event id id, and
-// returns its FORGE_EVENTS sequence.
-func (b *Bus) Push(id, repo, sender string) uint64 {
+// Push publishes a push to repo as ingest's handler would (with its event
+// header), with event id id, and returns its FORGE_EVENTS sequence.
+func (b *Bus) Push(id, repo, sender string) uint64 { return b.push(id, repo, sender, true) }
+
+// PushFromSpool publishes it as ingest's spool forwarder would: no headers
+// besides the message id.
+func (b *Bus) PushFromSpool(id, repo, sender string) uint64 { return b.push(id, repo, sender, false) }
+
+func (b *Bus) push(id, repo, sender string, handler bool) uint64 {
 	b.t.Helper()
 	owner, name := repo, repo
 	for i := range repo {
@@ -109,7 +117,12 @@ func (b *Bus) Push(id, repo, sender string) uint64 {
 	raw, _ := json.Marshal(ev)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ack, err := b.JS.Publish(ctx, schemas.EventSubject("gogs", schemas.EventPush, owner, name), raw, jetstream.WithMsgID(id))
+	msg := &nats.Msg{Subject: schemas.EventSubject("gogs", schemas.EventPush, owner, name), Data: raw, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	if handler {
+		msg.Header.Set(ingest.MsgHeaderEvent, schemas.EventPush)
+	}
+	ack, err := b.JS.PublishMsg(ctx, msg)
 	if err != nil {
 		b.t.Fatalf("historytest: publish: %v", err)
 	}
