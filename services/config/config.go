@@ -56,6 +56,7 @@ type Config struct {
 	Streams Streams `yaml:"streams"`
 	Ingest  Ingest  `yaml:"ingest"`
 	Spool   Spool   `yaml:"spool"`
+	Console Console `yaml:"console"`
 
 	// AuditKeyFile is the audit worker's ed25519 signing key
 	// (FORGEBUS_AUDIT_KEY_FILE); see [Config.AuditKeyPath].
@@ -209,6 +210,7 @@ func Default() Config {
 			MaxBytes:   DefaultSpoolMaxBytes,
 			MaxEntries: DefaultSpoolMaxEntries,
 		},
+		Console: defaultConsole(),
 	}
 }
 

@@ -287,5 +287,6 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.size("FORGEBUS_SPOOL_MAX_BYTES", &c.Spool.MaxBytes)
 	e.integer("FORGEBUS_SPOOL_MAX_ENTRIES", &c.Spool.MaxEntries)
 	c.SecretFiles = e.files
+	c.applyConsoleEnv(e)
 	return e.err
 }

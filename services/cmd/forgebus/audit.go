@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/history"
+	"github.com/forgebus/forgebus/services/operate"
 	"github.com/forgebus/forgebus/workers/audit"
 )
 
@@ -133,7 +135,7 @@ verified, or every problem found (the first one first) and exits 1.`,
 					return err
 				}
 				defer b.Close()
-				rep, err = audit.VerifyStream(cmd.Context(), b.JS, opts)
+				rep, err = operate.VerifyAudit(cmd.Context(), b.JS, opts)
 				if err != nil {
 					return auditStreamErr(err)
 				}
@@ -319,7 +321,7 @@ func newAuditQueryCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "query",
-		Short: "Show a repository's verified audit records as a table: time, who, what, worker, event id",
+		Short: "Show a repository's verified audit records as a table: time, who, what, worker, why (a skip reason), event id",
 		Long: `query lists the records of one repository that verify (hash, link and
 signature by the chain's key, checked against --pubkey or the configured
 key). Records that do not verify are left out, with a warning on stderr:
@@ -367,7 +369,7 @@ run "forgebus audit verify" to see why.`,
 // anything unprintable is replaced: a terminal gets no escape sequences.
 func printTable(w io.Writer, recs []schemas.AuditRecord) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tWHO\tWHAT\tWORKER\tEVENT ID")
+	fmt.Fprintln(tw, "TIME\tWHO\tWHAT\tWORKER\tWHY\tEVENT ID")
 	for _, r := range recs {
 		what := r.EventType
 		switch r.Kind {
@@ -378,7 +380,8 @@ func printTable(w io.Writer, recs []schemas.AuditRecord) error {
 		if !r.Time.IsZero() {
 			when = r.Time.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", when, cell(r.Sender), cell(what), cell(r.Worker), cell(r.EventID))
+		// A job that did nothing says why (a skip, a newer event).
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", when, cell(r.Sender), cell(what), cell(r.Worker), cell(history.Reason(r.Detail)), cell(r.EventID))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write: %w", err)

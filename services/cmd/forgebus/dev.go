@@ -113,8 +113,18 @@ func runDev(cmd *cobra.Command, _ []string) error {
 	defer closeWorkers()
 
 	printBanner(out, ln.Addr(), p.Broker.ClientURL(), cfg, generated, len(workers))
+	runners := append(svc.runners(ln), workers...)
+	if err := cfg.ValidateConsole(); err != nil {
+		fmt.Fprintf(out, "  console:           off (%s)\n", oneLine(err.Error()))
+	} else {
+		r, err := consoleRunner(cfg, p.Broker.JS, log, out)
+		if err != nil {
+			return err
+		}
+		runners = append(runners, r)
+	}
 
-	return runAll(ctx, p, append(svc.runners(ln), workers...))
+	return runAll(ctx, p, runners)
 }
 
 // runAll runs every runner until ctx is done or one fails; then it stops the

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/operate"
 	"github.com/forgebus/forgebus/workers/runtime"
 )
 
@@ -166,13 +167,11 @@ worker's).`,
 			defer b.Close()
 			ctx := cmd.Context()
 			if all {
-				list, err := runtime.ListDeadLetters(ctx, b.JS, worker)
+				all, err := operate.AllDeadLetters(ctx, b.JS, worker)
 				if err != nil {
 					return dlqStreamErr(err)
 				}
-				for _, e := range list {
-					seqs = append(seqs, e.Seq)
-				}
+				seqs = append(seqs, all...)
 			}
 			return replaySeqs(ctx, b.JS, seqs, cmd.OutOrStdout())
 		},
@@ -186,21 +185,21 @@ worker's).`,
 func replaySeqs(ctx context.Context, js jetstream.JetStream, seqs []uint64, out io.Writer) error {
 	failed := 0
 	var first error
-	for _, seq := range seqs {
-		res, err := runtime.Replay(ctx, js, seq)
-		if err != nil {
+	for _, r := range operate.Replay(ctx, js, seqs) {
+		if r.Err != nil {
 			failed++
 			if first == nil {
-				first = dlqStreamErr(err)
+				first = dlqStreamErr(r.Err)
 			}
-			fmt.Fprintf(out, "dlq %d: not replayed: %s\n", seq, dlqCell(err.Error(), 200))
+			fmt.Fprintf(out, "dlq %d: not replayed: %s\n", r.Seq, dlqCell(r.Err.Error(), 200))
 			continue
 		}
+		res := r.Result
 		note := ""
 		if res.Duplicate {
 			note = " (already republished before)"
 		}
-		fmt.Fprintf(out, "dlq %d: event %s replayed to %s as event %d%s\n", seq, dlqCell(res.EventID, 80), res.Worker, res.EventSeq, note)
+		fmt.Fprintf(out, "dlq %d: event %s replayed to %s as event %d%s\n", r.Seq, dlqCell(res.EventID, 80), res.Worker, res.EventSeq, note)
 	}
 	fmt.Fprintf(out, "%d replayed, %d failed\n", len(seqs)-failed, failed)
 	if first != nil {

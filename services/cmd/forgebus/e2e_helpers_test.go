@@ -228,14 +228,14 @@ func auditRows(out string) []auditRow {
 		if i == 0 {
 			continue // header
 		}
-		// TIME WHO WHAT [OUTCOME] WORKER EVENT-ID, separated by 2+ spaces.
+		// TIME WHO WHAT [OUTCOME] WORKER WHY EVENT-ID, separated by 2+ spaces.
 		var cols []string
 		for _, c := range strings.Split(l, "  ") {
 			if c = strings.TrimSpace(c); c != "" {
 				cols = append(cols, c)
 			}
 		}
-		if len(cols) == 5 {
+		if len(cols) == 6 {
 			rows = append(rows, auditRow{what: cols[2], worker: cols[3]})
 		}
 	}

@@ -25,10 +25,10 @@ func newEventsCmd() *cobra.Command {
 		Short: "Look at the events in " + schemas.StreamEvents,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usage(errors.New("events needs a subcommand: tail"))
+			return usage(errors.New("events needs a subcommand: tail or show"))
 		},
 	}
-	cmd.AddCommand(newEventsTailCmd())
+	cmd.AddCommand(newEventsTailCmd(), newEventsShowCmd())
 	return cmd
 }
 
