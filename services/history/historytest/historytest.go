@@ -6,6 +6,7 @@ package historytest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"sync"
@@ -73,7 +74,11 @@ func Start(t testing.TB, js jetstream.JetStream) *Bus {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = rt.Run(runCtx) }()
 	}
-	aw, err := audit.New(js, audit.Config{FetchWait: 200 * time.Millisecond}, zerolog.Nop(), nil)
+	_, auditKey, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatalf("historytest: audit key: %v", err)
+	}
+	aw, err := audit.New(js, audit.Config{FetchWait: 200 * time.Millisecond, Key: auditKey}, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatalf("historytest: audit worker: %v", err)
 	}
