@@ -103,7 +103,7 @@ func TestLoadSucceededDeadLetteredReplayed(t *testing.T) {
 			t.Errorf("step %s missing or before the acceptance", k)
 		}
 	}
-	if got := s.Steps[pos["attempt/envsync/succeeded"]].Text; got != "attempt 1: succeeded (skipped: no matching rule)" {
+	if got := s.Steps[pos["attempt/envsync/succeeded"]].Text; got != "attempt 1: succeeded (skipped: no rule matches)" {
 		t.Errorf("envsync step = %q, want the skip reason", got)
 	}
 	if len(s.Steps) != 6 {

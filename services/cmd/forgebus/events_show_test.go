@@ -22,6 +22,7 @@ func replayedStory(t *testing.T) (url, id string, dlq uint64) {
 	ns := natstest.Run(t)
 	_, js := ns.Connect(t)
 	bus := historytest.Start(t, js)
+	t.Setenv("FORGEBUS_AUDIT_KEY_FILE", bus.AuditKeyFile)
 	id = "5f0c2f8e-1111-4000-8000-00000000beef"
 	bus.Push(id, "alice/site", "alice")
 	bus.WaitOutcome(id, "docs", schemas.OutcomeSucceeded)
@@ -70,7 +71,7 @@ func TestEventsShowEveryStepInOrder(t *testing.T) {
 		"worker docs: succeeded",
 		"| built 3 pages",
 		"worker envsync: succeeded",
-		"skipped: no matching rule",
+		"skipped: no rule matches",
 		"worker models: succeeded",
 		"error:  refresh endpoint answered 401: check FORGEBUS_MODELS_SECRET",
 		"audit records",
@@ -127,11 +128,11 @@ func TestAuditQueryShowsSkipReason(t *testing.T) {
 		t.Fatalf("audit query: exit %d, stderr %q", code, errOut)
 	}
 	for _, line := range strings.Split(out, "\n") {
-		if strings.Contains(line, "envsync") && !strings.Contains(line, "skipped: no matching rule") {
+		if strings.Contains(line, "envsync") && !strings.Contains(line, "skipped: no rule matches") {
 			t.Errorf("envsync row does not say why it skipped: %q", line)
 		}
 	}
-	if !strings.Contains(out, "skipped: no matching rule") {
+	if !strings.Contains(out, "skipped: no rule matches") {
 		t.Errorf("audit query output has no skip reason:\n%s", out)
 	}
 }

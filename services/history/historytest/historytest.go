@@ -6,9 +6,9 @@ package historytest
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,6 +31,9 @@ type Bus struct {
 	JS jetstream.JetStream
 	// Broken makes the models worker fail permanently while set.
 	Broken atomic.Bool
+	// AuditKeyFile holds the key the audit worker signs with, for the
+	// commands that verify the log (FORGEBUS_AUDIT_KEY_FILE).
+	AuditKeyFile string
 }
 
 // Start creates the four streams on js and runs the workers until the
@@ -55,7 +58,7 @@ func Start(t testing.TB, js jetstream.JetStream) *Bus {
 		return runtime.Report{Detail: schemas.Detail{"rule": "weights", "status": "200"}}, nil
 	})
 	envsync := runtime.HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (runtime.Report, error) {
-		return runtime.Report{Detail: schemas.Detail{"skipped": "no matching rule"}}, nil
+		return runtime.Report{Detail: schemas.Detail{"skipped": "no rule matches"}}, nil
 	})
 	var wg sync.WaitGroup
 	runCtx, stop := context.WithCancel(context.Background())
@@ -74,7 +77,11 @@ func Start(t testing.TB, js jetstream.JetStream) *Bus {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = rt.Run(runCtx) }()
 	}
-	_, auditKey, err := ed25519.GenerateKey(nil)
+	keyFile := filepath.Join(t.TempDir(), "audit.key")
+	if _, err := audit.CreateKey(keyFile); err != nil {
+		t.Fatalf("historytest: audit key: %v", err)
+	}
+	auditKey, err := audit.LoadKey(keyFile)
 	if err != nil {
 		t.Fatalf("historytest: audit key: %v", err)
 	}
@@ -84,6 +91,7 @@ func Start(t testing.TB, js jetstream.JetStream) *Bus {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = aw.Run(runCtx) }()
+	b.AuditKeyFile = keyFile
 	t.Cleanup(func() { stop(); wg.Wait() })
 	return b
 }
