@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -112,17 +113,18 @@ func runDev(cmd *cobra.Command, _ []string) error {
 	}
 	defer closeWorkers()
 
-	printBanner(out, ln.Addr(), p.Broker.ClientURL(), cfg, generated, len(workers))
 	runners := append(svc.runners(ln), workers...)
+	var consoleLine strings.Builder
 	if err := cfg.ValidateConsole(); err != nil {
-		fmt.Fprintf(out, "  console:           off (%s)\n", oneLine(err.Error()))
+		fmt.Fprintf(&consoleLine, "  console:           off (%s)\n", oneLine(err.Error()))
 	} else {
-		r, err := consoleRunner(cfg, p.Broker.JS, log, out)
+		r, err := consoleRunner(cfg, p.Broker.JS, log, &consoleLine)
 		if err != nil {
 			return err
 		}
 		runners = append(runners, r)
 	}
+	printBanner(out, ln.Addr(), p.Broker.ClientURL(), cfg, generated, len(workers), consoleLine.String())
 
 	return runAll(ctx, p, runners)
 }
@@ -162,7 +164,7 @@ func newSecret() (config.Secret, error) {
 	return config.NewSecret(hex.EncodeToString(b)), nil
 }
 
-func printBanner(w io.Writer, addr net.Addr, natsURL string, cfg config.Config, generated bool, workers int) {
+func printBanner(w io.Writer, addr net.Addr, natsURL string, cfg config.Config, generated bool, workers int, console string) {
 	fmt.Fprintf(w, "forgebus dev is running.\n")
 	fmt.Fprintf(w, "  Gogs webhook URL:  %s\n", hookURL(addr))
 	fmt.Fprintf(w, "  content type:      application/json (or form)\n")
@@ -183,6 +185,7 @@ func printBanner(w io.Writer, addr net.Addr, natsURL string, cfg config.Config, 
 	}
 	fmt.Fprintf(w, "  data:              %s\n", cfg.DataDir)
 	fmt.Fprintf(w, "  workers:           %d\n", workers)
+	fmt.Fprint(w, console)
 	fmt.Fprintf(w, "Ctrl-C to stop.\n")
 }
 
