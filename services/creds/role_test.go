@@ -175,11 +175,8 @@ func fetchOne(c *client, stream, durable string) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		for m := range b.Messages() {
-			if err := m.DoubleAck(ctx); err != nil {
-				return err
-			}
-			return nil
+		if m, ok := <-b.Messages(); ok {
+			return m.DoubleAck(ctx)
 		}
 		if b.Error() != nil {
 			return b.Error()
