@@ -63,6 +63,7 @@ staticcheck:
 bench: build
 	go run ./services/test/forgebus-bench
 	go run ./services/test/forgebus-faults -bin bin/forgebus -bench
+	cd workers && go test -run '^$$' -bench BenchmarkVerifyStream100k -benchtime 1x ./audit/
 
 ## check-modules: every module builds on its own go.mod (no go.work)
 check-modules:
