@@ -179,8 +179,8 @@ func drained(ctx context.Context, js jetstream.JetStream, streams []string, d ti
 // (its effect once), and the audit worker recorded each stored event once.
 type verdict struct {
 	lost, storedTwice, stored, storedNon2xx int
-	missingResult, extraResult            map[string]int // worker -> events
-	auditMissing, auditTwice              int
+	missingResult, extraResult              map[string]int // worker -> events
+	auditMissing, auditTwice                int
 }
 
 func (v verdict) problems() []string {
