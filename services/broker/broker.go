@@ -141,7 +141,7 @@ func (b *Broker) clientOptions(ctx context.Context, cfg config.Config, o options
 		// A partitioned node keeps the TCP connection open and silent: give
 		// it up after three unanswered pings, not the client's default
 		// minutes, and reconnect to another node.
-		nats.PingInterval(5*time.Second),
+		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(3),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if b.closing.Load() {
