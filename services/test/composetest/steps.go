@@ -24,6 +24,15 @@ func (t *tester) during(ctx context.Context, n int, d time.Duration, at float64,
 	return res, ferr
 }
 
+// size is the number of containers the stack has now: the documented
+// stack, plus the third docs replica once the scale-up step ran.
+func (t *tester) size() int {
+	if t.scaled {
+		return stackSize + 1
+	}
+	return stackSize
+}
+
 // scaleUp scales worker-docs to three while deliveries flow, then checks
 // that the new replica handled jobs (its jobs counter).
 func (t *tester) scaleUp(ctx context.Context) (sendResult, error) {
@@ -48,10 +57,11 @@ func (t *tester) scaleUp(ctx context.Context) (sendResult, error) {
 			added = append(added, id)
 		}
 	}
+	t.scaled = true
 	if len(added) != 1 || len(after) != 3 {
 		return res, fmt.Errorf("worker-docs: %d containers, %d new, want 3 and 1", len(after), len(added))
 	}
-	if err := t.s.waitHealthy(ctx, stackSize+1, 2*time.Minute); err != nil {
+	if err := t.s.waitHealthy(ctx, t.size(), 2*time.Minute); err != nil {
 		return res, err
 	}
 	if err := drained(ctx, t.js, []string{"FORGE_EVENTS"}, 4*time.Minute); err != nil {
@@ -113,7 +123,7 @@ func (t *tester) killNATS(ctx context.Context) (sendResult, error) {
 	if err != nil {
 		return res, err
 	}
-	return res, t.s.waitHealthy(ctx, stackSize+1, 3*time.Minute)
+	return res, t.s.waitHealthy(ctx, t.size(), 3*time.Minute)
 }
 
 // partition disconnects nats-3 from the project's network for 30 s during
@@ -144,7 +154,7 @@ func (t *tester) partition(ctx context.Context) (sendResult, error) {
 	if err != nil {
 		return res, err
 	}
-	return res, t.s.waitHealthy(ctx, stackSize+1, 3*time.Minute)
+	return res, t.s.waitHealthy(ctx, t.size(), 3*time.Minute)
 }
 
 // rollingRestart stops each ingest replica with SIGTERM (docker stop) and
@@ -166,7 +176,7 @@ func (t *tester) rollingRestart(ctx context.Context) (sendResult, error) {
 			if _, err := t.s.docker(ctx, "start", id); err != nil {
 				return err
 			}
-			if err := t.s.waitHealthy(ctx, stackSize+1, 2*time.Minute); err != nil {
+			if err := t.s.waitHealthy(ctx, t.size(), 2*time.Minute); err != nil {
 				return err
 			}
 			t.s.log("ingest replica %d of %d restarted and healthy", i+1, len(ids))
