@@ -46,7 +46,7 @@ step() {
 	{
 		echo '```console'
 		echo "\$ $line"
-		printf '%s\n' "$log" | grep -v -e '^DEPRECATED' -e 'legacy builder' -e 'buildx' -e '^ *$' | tail -n "${2:-12}"
+		printf '%s\n' "$log" | grep -v -e '^DEPRECATED' -e 'legacy builder' -e 'buildx' -e '^ *$' | sed 's/[[:space:]]*$//' | tail -n "${2:-12}"
 		echo "# exit $rc"
 		echo '```'
 		echo
@@ -96,7 +96,7 @@ expect "a delivery signed with the secret" 202 "$(post "$old")"
 
 note "## Scale a worker"
 step "$DC up -d --scale worker-docs=3" 6
-step "$DC up -d --scale ingest=4" 6
+step "$DC up -d --scale worker-docs=3 --scale ingest=4" 6
 wait_healthy 14
 expect "a delivery through the load balancer with 4 ingest replicas" 202 "$(post "$old")"
 
