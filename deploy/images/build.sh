@@ -19,7 +19,7 @@ root=$PWD
 
 VERSION=${VERSION:-$(git describe --always --dirty 2>/dev/null || echo dev)}
 SUITE=${DEBIAN_SUITE:-bookworm}
-CADDY_VERSION=${CADDY_VERSION:-v2.10.2}
+CADDY_VERSION=${CADDY_VERSION:-v2.11.9}
 CACHE=${FORGEBUS_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/forgebus}
 IMG_FORGEBUS=${FORGEBUS_IMAGE:-forgebus:latest}
 IMG_TOOLS=${FORGEBUS_TOOLS_IMAGE:-forgebus-tools:latest}
