@@ -32,7 +32,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.steps, "steps", "", "run only these steps (comma-separated: baseline,scale,kill,partition,rolling,downup)")
 	flag.BoolVar(&o.keep, "keep", false, "leave the compose project running (remove it with docker compose -p <project> down -v)")
-	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
+	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up after this long")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -262,7 +262,9 @@ func (t *tester) waitConsumers(ctx context.Context, d time.Duration) error {
 // worker's container.
 func (t *tester) check(ctx context.Context) (verdict, error, error) {
 	streams := []string{schemas.StreamEvents, schemas.StreamResults, schemas.StreamDLQ}
-	if err := drained(ctx, t.js, streams, 4*time.Minute); err != nil {
+	// Up to 6 minutes: a job that failed three times while a node was
+	// away waits out the runtime's third redelivery delay (5 minutes).
+	if err := drained(ctx, t.js, streams, 6*time.Minute); err != nil {
 		return verdict{}, nil, err
 	}
 	// The cluster's JetStream API can answer "no responders" or time out
