@@ -1,6 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# forgebus container images, built from the repository root:
+# The online build of the forgebus images, for hosts with a registry: it
+# pulls golang, distroless and alpine, and needs BuildKit. Without a
+# registry, `make images` builds the same images from deploy/images/ with
+# nothing pulled (docs/deploy.md). deploy/compose.online.yml builds from
+# this file; by hand, from the repository root:
 #
 #   docker build -t forgebus:latest --build-arg VERSION=$(git describe --always --dirty) .
 #   docker build -t forgebus-tools:latest --target tools .

@@ -84,3 +84,17 @@ clean:
 ## (about 2 minutes; see scripts/faults/README.md)
 test-faults: build
 	go run ./services/test/forgebus-faults -bin bin/forgebus
+
+.PHONY: images test-compose
+
+## images: every image docker-compose.yml uses, with nothing pulled: static
+## binaries built here, a Debian base made with debootstrap (cached)
+## (see docs/deploy.md)
+images:
+	VERSION=$(VERSION) deploy/images/build.sh
+
+## test-compose: the compose stack for real: three NATS nodes, two ingest,
+## every worker; scale-up, a NATS node killed, a NATS node partitioned,
+## a rolling restart of ingest, down/up; counts every delivery (docs/deploy.md)
+test-compose: images
+	go run ./services/test/composetest

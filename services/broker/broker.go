@@ -170,6 +170,11 @@ func (b *Broker) clientOptions(ctx context.Context, cfg config.Config, o options
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.Timeout(timeout),
+		// A partitioned node keeps the TCP connection open and silent: give
+		// it up after three unanswered pings, not the client's default
+		// minutes, and reconnect to another node.
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(3),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if b.closing.Load() {
 				return

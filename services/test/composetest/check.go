@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/forgebus/forgebus/schemas"
+)
+
+var errTimeout = errors.New("timed out")
+
+// workers are the runtime workers whose results are counted; the audit
+// worker is counted by its records.
+var workers = []string{"docs", "models", "envsync"}
+
+// readStream calls f with every message of stream up to its last sequence
+// at the time of the call.
+func readStream(ctx context.Context, js jetstream.JetStream, stream string, f func(jetstream.Msg) error) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %s info: %w", stream, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	last := info.State.LastSeq
+	// A plain ephemeral consumer, no acks, one replica, in memory, deleted
+	// after the read: a leftover one would count as pending work.
+	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		AckPolicy: jetstream.AckNonePolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+		InactiveThreshold: time.Minute, Replicas: 1, MemoryStorage: true,
+	})
+	if err != nil {
+		return fmt.Errorf("read %s: create consumer: %w", stream, err)
+	}
+	defer func() { _ = s.DeleteConsumer(context.WithoutCancel(ctx), c.CachedInfo().Name) }()
+	for {
+		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			if err := f(m); err != nil {
+				return err
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("read %s: %w", stream, err)
+			}
+			if md.Sequence.Stream >= last {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("read %s: stopped before sequence %d: %w", stream, last, errTimeout)
+		}
+	}
+}
+
+// counts is what the streams hold.
+type counts struct {
+	events   map[string]int            // FORGE_EVENTS messages per Nats-Msg-Id
+	terminal map[string]map[string]int // worker -> event id -> terminal results
+	dupes    map[string]int            // worker -> "duplicate" results (redelivered after success)
+	dlq      int
+	audit    map[string]int // event id -> audit records of kind event
+}
+
+func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) {
+	c := &counts{events: map[string]int{}, terminal: map[string]map[string]int{}, dupes: map[string]int{}, audit: map[string]int{}}
+	for _, w := range workers {
+		c.terminal[w] = map[string]int{}
+	}
+	err := readStream(ctx, js, schemas.StreamEvents, func(m jetstream.Msg) error {
+		c.events[m.Headers().Get(jetstream.MsgIDHeader)]++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = readStream(ctx, js, schemas.StreamResults, func(m jetstream.Msg) error {
+		var r schemas.Result
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			return fmt.Errorf("decode result: %w", err)
+		}
+		if c.terminal[r.Worker] == nil {
+			return nil
+		}
+		switch {
+		case r.Outcome == schemas.OutcomeDuplicate:
+			c.dupes[r.Worker]++
+		case r.Outcome.Terminal():
+			c.terminal[r.Worker][r.EventID]++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := readStream(ctx, js, schemas.StreamDLQ, func(jetstream.Msg) error { c.dlq++; return nil }); err != nil {
+		return nil, err
+	}
+	err = readStream(ctx, js, schemas.StreamAudit, func(m jetstream.Msg) error {
+		var r schemas.AuditRecord
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			return fmt.Errorf("decode audit record: %w", err)
+		}
+		if r.Kind == schemas.AuditKindEvent {
+			c.audit[r.EventID]++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// drained waits until every consumer of the given streams has nothing
+// pending and nothing waiting for an ack, three polls in a row.
+func drained(ctx context.Context, js jetstream.JetStream, streams []string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	var last string
+	quiet := 0
+	for time.Now().Before(deadline) {
+		busy := ""
+		for _, name := range streams {
+			s, err := js.Stream(ctx, name)
+			if err != nil {
+				busy = fmt.Sprintf("%s: %v", name, err)
+				break
+			}
+			l := s.ListConsumers(ctx)
+			for ci := range l.Info() {
+				if ci.NumPending > 0 || ci.NumAckPending > 0 {
+					busy = fmt.Sprintf("%s/%s pending=%d ack_pending=%d", name, ci.Name, ci.NumPending, ci.NumAckPending)
+					break
+				}
+			}
+			if err := l.Err(); err != nil && busy == "" {
+				busy = fmt.Sprintf("%s consumers: %v", name, err)
+			}
+			if busy != "" {
+				break
+			}
+		}
+		if busy == "" {
+			quiet++
+			if quiet >= 3 {
+				return nil
+			}
+		} else {
+			quiet, last = 0, busy
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("consumers not drained after %s (%s): %w", d, last, errTimeout)
+}
+
+// verdict checks the counts against every delivery sent so far: each one
+// answered 2xx is stored once (lost otherwise), nothing is stored twice,
+// each runtime worker has exactly one terminal result per stored event
+// (its effect once), and the audit worker recorded each stored event once.
+type verdict struct {
+	lost, storedTwice, stored, storedNon2xx int
+	missingResult, extraResult              map[string]int // worker -> events
+	auditMissing, auditTwice                int
+}
+
+func (v verdict) problems() []string {
+	var p []string
+	if v.lost > 0 {
+		p = append(p, fmt.Sprintf("%d deliveries answered 2xx are not stored", v.lost))
+	}
+	if v.storedTwice > 0 {
+		p = append(p, fmt.Sprintf("%d deliveries stored more than once", v.storedTwice))
+	}
+	for _, w := range workers {
+		if n := v.missingResult[w]; n > 0 {
+			p = append(p, fmt.Sprintf("%s: %d stored events without a terminal result", w, n))
+		}
+		if n := v.extraResult[w]; n > 0 {
+			p = append(p, fmt.Sprintf("%s: %d events with more than one terminal result (effect twice)", w, n))
+		}
+	}
+	if v.auditMissing > 0 {
+		p = append(p, fmt.Sprintf("audit: %d stored events not recorded", v.auditMissing))
+	}
+	if v.auditTwice > 0 {
+		p = append(p, fmt.Sprintf("audit: %d events recorded more than once", v.auditTwice))
+	}
+	return p
+}
+
+// judge compares c with the deliveries sent (id -> answered 2xx).
+func judge(c *counts, sent map[string]bool) verdict {
+	v := verdict{missingResult: map[string]int{}, extraResult: map[string]int{}}
+	for id, ok := range sent {
+		n := c.events[id]
+		switch {
+		case n == 0 && ok:
+			v.lost++
+		case n > 1:
+			v.storedTwice++
+		}
+		if n == 0 {
+			continue
+		}
+		v.stored++
+		if !ok {
+			v.storedNon2xx++
+		}
+		for _, w := range workers {
+			switch t := c.terminal[w][id]; {
+			case t == 0:
+				v.missingResult[w]++
+			case t > 1:
+				v.extraResult[w]++
+			}
+		}
+		switch a := c.audit[id]; {
+		case a == 0:
+			v.auditMissing++
+		case a > 1:
+			v.auditTwice++
+		}
+	}
+	return v
+}
