@@ -3,6 +3,7 @@ package envsync
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -61,7 +62,11 @@ func TestNoValueReachesTheAuditLog(t *testing.T) {
 	publish(push("ev-1", t0, sha(1)))
 	publish(push("ev-2", t0.Add(time.Second), sha(2)))
 
-	aw, err := audit.New(h.js, audit.Config{FetchWait: 100 * time.Millisecond}, zerolog.New(h.logs), nil)
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aw, err := audit.New(h.js, audit.Config{FetchWait: 100 * time.Millisecond, Key: key}, zerolog.New(h.logs), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,10 +74,10 @@ func TestNoValueReachesTheAuditLog(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- aw.Run(actx) }()
 	var buf bytes.Buffer
-	natstest.Eventually(t, 10*time.Second, "3 audit records", func() bool {
+	natstest.Eventually(t, 10*time.Second, "the genesis and 3 audit records", func() bool {
 		buf.Reset()
 		n, err := audit.Export(ctx, h.js, audit.Filter{}, &buf)
-		return err == nil && n == 3
+		return err == nil && n == 4
 	})
 	cancel()
 	<-done

@@ -83,6 +83,10 @@ func (s *stack) container(ctx context.Context, service string) (string, error) {
 	return ids[0], nil
 }
 
+// oneShot is the operator's service that provisions the streams and exits;
+// the others start only once it has succeeded.
+const oneShot = "provision"
+
 // states is each container's name and state: its health when it has a
 // healthcheck, else its status.
 func (s *stack) states(ctx context.Context) (map[string]string, error) {
@@ -94,14 +98,17 @@ func (s *stack) states(ctx context.Context) (map[string]string, error) {
 		return nil, fmt.Errorf("project %s has no containers", s.project)
 	}
 	out, err := s.docker(ctx, append([]string{"inspect", "-f",
-		"{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}"}, ids...)...)
+		`{{.Name}} {{index .Config.Labels "com.docker.compose.service"}} {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}`}, ids...)...)
 	if err != nil {
 		return nil, err
 	}
 	m := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		name, state, _ := strings.Cut(line, " ")
-		m[strings.TrimPrefix(name, "/")] = state
+		f := strings.Fields(line)
+		if len(f) != 3 || f[1] == oneShot {
+			continue
+		}
+		m[strings.TrimPrefix(f[0], "/")] = f[2]
 	}
 	return m, nil
 }

@@ -39,6 +39,34 @@ var (
 )
 
 // forgebusServices are ingest and the workers, sorted.
+// provisionService is the operator's one-shot that creates the streams.
+const provisionService = "provision"
+
+// TestComposeProvision: the operator's credentials go to the one-shot
+// provision service alone, which starts once every NATS node is healthy.
+func TestComposeProvision(t *testing.T) {
+	p := loadCompose(t, nil)
+	s := service(t, p, provisionService)
+	for _, node := range natsNodes {
+		if d, ok := s.DependsOn[node]; !ok || d.Condition != "service_healthy" {
+			t.Errorf("does not wait for %s to be healthy", node)
+		}
+	}
+	if got := env(s, "FORGEBUS_NATS_CREDS"); got != "/etc/forgebus/creds/operator.creds" {
+		t.Errorf("FORGEBUS_NATS_CREDS = %q, want the operator's", got)
+	}
+	for name, other := range p.Services {
+		if name == provisionService {
+			continue
+		}
+		for _, v := range other.Volumes {
+			if strings.HasSuffix(v.Source, "operator.creds") {
+				t.Errorf("%s mounts the operator's credentials", name)
+			}
+		}
+	}
+}
+
 func forgebusServices() []string {
 	out := []string{"ingest"}
 	for s := range workerServices {
@@ -120,7 +148,7 @@ func mountAt(s types.ServiceConfig, target string) (types.ServiceVolumeConfig, b
 func TestComposeServices(t *testing.T) {
 	p := loadCompose(t, nil)
 	want := append(slices.Clone(natsNodes), forgebusServices()...)
-	want = append(want, "lb")
+	want = append(want, "lb", provisionService)
 	for _, name := range want {
 		service(t, p, name)
 	}
@@ -234,9 +262,19 @@ func TestComposeBrokerSettings(t *testing.T) {
 			if !slices.Equal(hosts, natsNodes) {
 				t.Errorf("FORGEBUS_NATS_URL names %v, want all of %v", hosts, natsNodes)
 			}
-			for _, node := range natsNodes {
-				if _, ok := s.DependsOn[node]; !ok {
-					t.Errorf("does not depend on %s", node)
+			// Only the operator creates the streams: every service waits for
+			// the provision run, which waits for every node.
+			if d, ok := s.DependsOn[provisionService]; !ok || d.Condition != "service_completed_successfully" {
+				t.Errorf("does not wait for %s to complete (%+v)", provisionService, d)
+			}
+			// Its own role's credentials, and no other.
+			creds := env(s, "FORGEBUS_NATS_CREDS")
+			if m, ok := mountAt(s, creds); !ok || !m.ReadOnly || filepath.Base(m.Source) != filepath.Base(creds) {
+				t.Errorf("FORGEBUS_NATS_CREDS %q is not its own file mounted read-only (%+v)", creds, m)
+			}
+			for _, v := range s.Volumes {
+				if strings.HasPrefix(v.Target, "/etc/forgebus/creds/") && v.Target != creds && filepath.Base(v.Target) != "audit.key" {
+					t.Errorf("also mounts %s", v.Target)
 				}
 			}
 			// FORGEBUS_CONFIG is the mounted deploy/forgebus.yaml.
