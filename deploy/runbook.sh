@@ -57,12 +57,13 @@ step() {
 note() { printf '%s\n\n' "$*" >>"$out"; }
 
 # wait_healthy waits until the project has n containers, all healthy or
-# running (the load balancer has no healthcheck).
+# running (the load balancer has no healthcheck), not counting the
+# one-shot provision service.
 wait_healthy() {
 	local n=$1 i states
 	for i in $(seq 120); do
-		states=$(docker ps -a -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" |
-			xargs -r docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}')
+		states=$(docker ps -a -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter "label=com.docker.compose.oneoff=False" |
+			xargs -r docker inspect -f '{{if eq (index .Config.Labels "com.docker.compose.service") "provision"}}{{else}}{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}{{end}}' | grep -v '^$')
 		if [ "$(wc -w <<<"$states")" -eq "$n" ] && ! grep -qv -e healthy -e running <<<"$states"; then
 			note "(all $n containers healthy after ${i}x2 s)"
 			return 0
@@ -71,6 +72,13 @@ wait_healthy() {
 	done
 	note "NOT healthy: $(tr '\n' ' ' <<<"$states")"
 	return 1
+}
+
+# service_count is how many containers the project has, not counting the
+# one-shot provision service.
+service_count() {
+	docker ps -a -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" |
+		xargs -r docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' | grep -vc '^provision$'
 }
 
 # post signs a captured push with a secret and prints the HTTP status.
@@ -89,6 +97,7 @@ expect() {
 }
 
 note "## Deploy"
+step "deploy/auth.sh bin/image/forgebus" 1
 step "$DC up -d --build" 6
 wait_healthy 11
 step "$DC ps" 14
@@ -117,26 +126,26 @@ step "docker run --rm --entrypoint mkdocs forgebus-docs:latest --version" 2
 note "## Rotate the webhook secret"
 export FORGEBUS_GOGS_SECRETS=$new,$old
 step "$DC up -d ingest" 6
-wait_healthy "$(docker ps -a -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" | wc -l)"
+wait_healthy "$(service_count)"
 expect "signed with the new secret (FORGEBUS_GOGS_SECRETS=new,old)" 202 "$(post "$new")"
 expect "signed with the old secret (FORGEBUS_GOGS_SECRETS=new,old)" 202 "$(post "$old")"
 export FORGEBUS_GOGS_SECRETS=$new
 step "$DC up -d ingest" 6
-wait_healthy "$(docker ps -a -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" | wc -l)"
+wait_healthy "$(service_count)"
 expect "signed with the old secret (FORGEBUS_GOGS_SECRETS=new)" 401 "$(post "$old")"
 expect "signed with the new secret (FORGEBUS_GOGS_SECRETS=new)" 202 "$(post "$new")"
 
 note "## Rotate the Gogs token"
 export FORGEBUS_GOGS_TOKEN=$(openssl rand -hex 20)
 step "$DC up -d worker-docs worker-models worker-envsync" 6
-wait_healthy "$(docker ps -a -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" | wc -l)"
+wait_healthy "$(service_count)"
 step "$DC ps" 14
 
 note "## Upgrade"
 step "$DC up -d --no-deps ingest" 6
 step "$DC up -d --no-deps worker-docs worker-models worker-envsync worker-audit" 6
 step "$DC up -d --no-deps nats-3" 4
-wait_healthy "$(docker ps -a -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" | wc -l)"
+wait_healthy "$(service_count)"
 expect "a delivery after the upgrade" 202 "$(post "$new")"
 step "$DC exec -T worker-audit forgebus audit verify" 2
 note "Then \`$DC down -v\` removed the stack."
