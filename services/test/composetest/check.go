@@ -73,7 +73,7 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, f fu
 
 // counts is what the streams hold.
 type counts struct {
-	events   map[string]int            // FORGE_EVENTS messages per Nats-Msg-Id
+	events   map[string]int            // FORGE_EVENTS messages per event id
 	terminal map[string]map[string]int // worker -> event id -> terminal results
 	dupes    map[string]int            // worker -> "duplicate" results (redelivered after success)
 	dlq      int
@@ -86,7 +86,15 @@ func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) 
 		c.terminal[w] = map[string]int{}
 	}
 	err := readStream(ctx, js, schemas.StreamEvents, func(m jetstream.Msg) error {
-		c.events[m.Headers().Get(jetstream.MsgIDHeader)]++
+		// The envelope's id is the delivery id; the Nats-Msg-Id is the
+		// signed payload's hash.
+		var ev struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(m.Data(), &ev); err != nil {
+			return fmt.Errorf("decode event: %w", err)
+		}
+		c.events[ev.ID]++
 		return nil
 	})
 	if err != nil {
