@@ -1,34 +1,19 @@
 package docs
 
 import (
-	"strings"
-
-	"github.com/bmatcuk/doublestar/v4"
 	"github.com/rs/zerolog"
+
+	"github.com/forgebus/forgebus/workers/skiplog"
 )
 
 // noRuleMatches is the skip reason when no rule applies to an event.
-const noRuleMatches = "no rule matches"
+const noRuleMatches = skiplog.NoRuleMatches
 
-// logNoRule logs a skip for want of a rule at info, with the branch and
-// every rule's globs, so that a "*" written for "**" is seen: "*" does not
-// match "/" in a branch like "feature/x".
+// logNoRule logs a skip for want of a rule, with every rule's globs.
 func logNoRule(log zerolog.Logger, rules []Rule, eventID, repo, branch string) {
-	globs := make([]string, 0, len(rules))
-	hint := false
-	for _, r := range rules {
-		b := r.Branch
-		if b == "" {
-			b = "(default branch)"
-		} else if strings.Contains(branch, "/") && doublestar.MatchUnvalidated(r.Repo, repo) {
-			wide := strings.ReplaceAll(strings.ReplaceAll(r.Branch, "**", "*"), "*", "**")
-			hint = hint || doublestar.MatchUnvalidated(wide, branch)
-		}
-		globs = append(globs, "repo="+r.Repo+" branch="+b)
+	globs := make([]skiplog.Rule, len(rules))
+	for i, r := range rules {
+		globs[i] = skiplog.Rule{Repo: r.Repo, Branch: r.Branch}
 	}
-	e := log.Info().Str("event_id", eventID).Str("repo", repo).Str("branch", branch).Strs("rule_globs", globs)
-	if hint {
-		e = e.Str("hint", `"*" does not match "/" in a branch name; write "**" to match `+branch)
-	}
-	e.Msg("skipped: " + noRuleMatches)
+	skiplog.NoRule(log, globs, eventID, repo, branch)
 }
