@@ -40,9 +40,18 @@ type envRepo struct {
 }
 
 func newEnvRepo(n int) *envRepo {
+	commits := make([]string, n)
+	for j := range commits {
+		commits[j] = randomCommit()
+	}
+	return envRepoOf(commits)
+}
+
+// envRepoOf is lab/config with the given commits, oldest first (a real
+// chain on the git server, so that envsync's ancestry check can run).
+func envRepoOf(commits []string) *envRepo {
 	r := &envRepo{owner: envOwner, name: envRepoN, index: map[string]int{}}
-	for j := range n {
-		c := randomCommit()
+	for j, c := range commits {
 		r.commits = append(r.commits, c)
 		r.index[c] = j
 	}
@@ -78,7 +87,11 @@ type effects struct {
 	url string // base URL
 }
 
-func startEffects(env *envRepo) (*effects, error) {
+// startEffects serves the effects; git, when set, serves lab/config's
+// repository at the same base URL, as Gogs serves its API and its git
+// together (envsync reads the file through the API and checks ancestry
+// with git).
+func startEffects(env *envRepo, git http.Handler) (*effects, error) {
 	e := &effects{env: env, posts: map[string]int{}, builds: map[string]int{}, fetches: map[string]int{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -88,6 +101,9 @@ func startEffects(env *envRepo) (*effects, error) {
 	mux.HandleFunc("POST /refresh", e.refresh)
 	mux.HandleFunc("POST /docs-build", e.docsBuild)
 	mux.HandleFunc("GET /api/v1/repos/", e.rawFile)
+	if git != nil {
+		mux.Handle("/"+envOwner+"/"+envRepoN+".git/", git)
+	}
 	e.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = e.srv.Serve(ln) }()
 	e.url = "http://" + ln.Addr().String()

@@ -13,7 +13,7 @@ import (
 // and that it counts what envsync fetched.
 func TestEffectsRawFile(t *testing.T) {
 	env := newEnvRepo(2)
-	fx, err := startEffects(env)
+	fx, err := startEffects(env, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestEffectsRawFile(t *testing.T) {
 // (in a checkout, with FORGEBUS_* set) and checks that the build is
 // reported once, under its commit, and leaves the site behind.
 func TestDocsBuild(t *testing.T) {
-	fx, err := startEffects(newEnvRepo(0))
+	fx, err := startEffects(newEnvRepo(0), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

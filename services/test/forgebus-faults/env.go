@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -222,11 +224,19 @@ func (e *env) start(ctx context.Context) error {
 		return fmt.Errorf("this program's path (the docs build command): %w", err)
 	}
 	m := e.opts.mix()
-	e.envRepo = newEnvRepo(m.count(e.opts.hooks, kindEnvsync))
-	if e.fx, err = startEffects(e.envRepo); err != nil {
+	if e.repo, err = newGitRepo(filepath.Join(e.dir, "git"), modelsOwner, modelsRepo, 21); err != nil {
 		return err
 	}
-	if e.repo, err = newGitRepo(filepath.Join(e.dir, "git"), modelsOwner, modelsRepo, 21); err != nil {
+	chain, err := e.repo.addChain(envOwner, envRepoN, max(m.count(e.opts.hooks, kindEnvsync), 1))
+	if err != nil {
+		return err
+	}
+	e.envRepo = envRepoOf(chain.commits)
+	gitURL, err := url.Parse(e.repo.url)
+	if err != nil {
+		return err
+	}
+	if e.fx, err = startEffects(e.envRepo, httputil.NewSingleHostReverseProxy(gitURL)); err != nil {
 		return err
 	}
 	if e.docs, err = e.repo.addChain(docsOwner, docsRepoName, m.count(e.opts.hooks, kindDocs)+1); err != nil {

@@ -89,8 +89,11 @@ type user struct {
 }
 
 // pushBody is a Gogs push payload with the fields and spelling of the real
-// deliveries in testdata/gogs (push-multi-commit.json).
-func pushBody(owner, name, before, after string) ([]byte, error) {
+// deliveries in testdata/gogs (push-multi-commit.json). n goes into the
+// commit message: hooks that push the same commits again (models cycles
+// through its chain) are distinct pushes, and ingest stores a signed
+// payload it already has only once.
+func pushBody(owner, name, before, after string, n int) ([]byte, error) {
 	u := user{ID: 1, Username: owner, Login: owner, FullName: owner, Email: owner + "@example.com"}
 	full := owner + "/" + name
 	return json.Marshal(map[string]any{
@@ -99,7 +102,7 @@ func pushBody(owner, name, before, after string) ([]byte, error) {
 		"after":       after,
 		"compare_url": "http://127.0.0.1:3000/" + full + "/compare/" + before + "..." + after,
 		"commits": []map[string]any{{
-			"id": after, "message": "update\n", "url": "http://127.0.0.1:3000/" + full + "/commit/" + after,
+			"id": after, "message": fmt.Sprintf("update %d\n", n), "url": "http://127.0.0.1:3000/" + full + "/commit/" + after,
 			"author":    map[string]string{"name": owner, "email": u.Email, "username": owner},
 			"committer": map[string]string{"name": owner, "email": u.Email, "username": owner},
 			"added":     nil, "removed": nil, "modified": []string{"models/weights.txt"},
@@ -166,7 +169,7 @@ func makeHooks(n int, m mix, t targets, secret []byte) ([]hook, error) {
 		default:
 			before, after = randomCommit(), randomCommit()
 		}
-		body, err := pushBody(owner, name, before, after)
+		body, err := pushBody(owner, name, before, after, i)
 		if err != nil {
 			return nil, err
 		}
