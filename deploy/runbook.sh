@@ -147,5 +147,6 @@ step "$DC up -d --no-deps worker-docs worker-models worker-envsync worker-audit"
 step "$DC up -d --no-deps nats-3" 4
 wait_healthy "$(service_count)"
 expect "a delivery after the upgrade" 202 "$(post "$new")"
-step "$DC exec -T worker-audit forgebus audit verify" 2
+step "$DC run --rm -T provision dlq list" 3
+step "$DC run --rm -T provision audit verify --pubkey \"\$(FORGEBUS_AUDIT_KEY_FILE=deploy/creds/audit.key bin/image/forgebus audit pubkey)\"" 2
 note "Then \`$DC down -v\` removed the stack."
