@@ -273,12 +273,13 @@ func (t *tester) waitConsumers(ctx context.Context, d time.Duration) error {
 
 // check waits for the consumers to drain, counts the streams against every
 // delivery sent so far, and runs "forgebus audit verify" in the audit
-// worker's container.
+// a one-off operator container.
 func (t *tester) check(ctx context.Context) (verdict, error, error) {
 	streams := []string{schemas.StreamEvents, schemas.StreamResults, schemas.StreamDLQ}
-	// Up to 6 minutes: a job that failed three times while a node was
-	// away waits out the runtime's third redelivery delay (5 minutes).
-	if err := drained(ctx, t.js, streams, 6*time.Minute); err != nil {
+	// Up to 9 minutes: a job that failed three times while a node was
+	// away waits out the runtime's delays (10 s, 1 min, then 5 min) and
+	// its ack waits before it runs again.
+	if err := drained(ctx, t.js, streams, 9*time.Minute); err != nil {
 		return verdict{}, nil, err
 	}
 	// The cluster's JetStream API can answer "no responders" or time out
