@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/forgebus/forgebus/services/test/streamcheck"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,7 +13,7 @@ import (
 	"github.com/forgebus/forgebus/schemas"
 )
 
-var errTimeout = errors.New("timed out")
+var errTimeout = streamcheck.ErrTimeout
 
 // workers are the runtime workers whose results are counted; the audit
 // worker is counted by its records.
@@ -136,49 +137,6 @@ func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) 
 		return nil, err
 	}
 	return c, nil
-}
-
-// drained waits until every consumer of the given streams has nothing
-// pending and nothing waiting for an ack, three polls in a row.
-func drained(ctx context.Context, js jetstream.JetStream, streams []string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	var last string
-	quiet := 0
-	for time.Now().Before(deadline) {
-		busy := ""
-		for _, name := range streams {
-			s, err := js.Stream(ctx, name)
-			if err != nil {
-				busy = fmt.Sprintf("%s: %v", name, err)
-				break
-			}
-			l := s.ListConsumers(ctx)
-			for ci := range l.Info() {
-				if ci.NumPending > 0 || ci.NumAckPending > 0 {
-					busy = fmt.Sprintf("%s/%s pending=%d ack_pending=%d", name, ci.Name, ci.NumPending, ci.NumAckPending)
-					break
-				}
-			}
-			if err := l.Err(); err != nil && busy == "" {
-				busy = fmt.Sprintf("%s consumers: %v", name, err)
-			}
-			if busy != "" {
-				break
-			}
-		}
-		if busy == "" {
-			quiet++
-			if quiet >= 3 {
-				return nil
-			}
-		} else {
-			quiet, last = 0, busy
-		}
-		if err := sleep(ctx, time.Second); err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("consumers not drained after %s (%s): %w", d, last, errTimeout)
 }
 
 // verdict checks the counts against every delivery sent so far: each one

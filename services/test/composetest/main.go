@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/forgebus/forgebus/services/test/streamcheck"
 	"net"
 	"os"
 	"os/exec"
@@ -279,7 +280,7 @@ func (t *tester) check(ctx context.Context) (verdict, error, error) {
 	// Up to 9 minutes: a job that failed three times while a node was
 	// away waits out the runtime's delays (10 s, 1 min, then 5 min) and
 	// its ack waits before it runs again.
-	if err := drained(ctx, t.js, streams, 9*time.Minute); err != nil {
+	if err := streamcheck.Drained(ctx, t.js, streams, 9*time.Minute, time.Second); err != nil {
 		return verdict{}, nil, err
 	}
 	// The cluster's JetStream API can answer "no responders" or time out

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/forgebus/forgebus/services/test/streamcheck"
 	"regexp"
 	"strconv"
 	"strings"
@@ -64,7 +65,7 @@ func (t *tester) scaleUp(ctx context.Context) (sendResult, error) {
 	if err := t.s.waitHealthy(ctx, t.size(), 2*time.Minute); err != nil {
 		return res, err
 	}
-	if err := drained(ctx, t.js, []string{"FORGE_EVENTS"}, 4*time.Minute); err != nil {
+	if err := streamcheck.Drained(ctx, t.js, []string{"FORGE_EVENTS"}, 4*time.Minute, time.Second); err != nil {
 		return res, err
 	}
 	jobs, err := t.jobsHandled(ctx, added[0])

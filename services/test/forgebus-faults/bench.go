@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/forgebus/forgebus/services/test/streamcheck"
 	"net/http"
 	"slices"
 	"strconv"
@@ -35,7 +36,7 @@ func (e *env) bench(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if err := drained(ctx, e.js, []string{schemas.StreamEvents}, o.drain); err != nil {
+	if err := streamcheck.Drained(ctx, e.js, []string{schemas.StreamEvents}, o.drain, 500*time.Millisecond); err != nil {
 		return err
 	}
 	accepted := map[string]time.Time{}

@@ -1,10 +1,14 @@
 package main
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/forgebus/forgebus/services/test/streamcheck"
+)
 
 var (
 	// errCheck is returned when a counted invariant does not hold.
 	errCheck = errors.New("fault test invariant violated")
 	// errTimeout is returned when a bounded wait runs out.
-	errTimeout = errors.New("timed out")
+	errTimeout = streamcheck.ErrTimeout
 )

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/forgebus/forgebus/services/test/streamcheck"
 	"io/fs"
 	"net/http"
 	"os"
@@ -53,7 +54,7 @@ func (e *env) faults(ctx context.Context) error {
 	fmt.Printf("posted in %s; answers: %s\n", lr.elapsed.Round(time.Millisecond), fmtCodes(lr.codes))
 
 	tDrain := time.Now()
-	if err := drained(ctx, e.js, []string{schemas.StreamEvents, schemas.StreamResults, schemas.StreamDLQ}, o.drain); err != nil {
+	if err := streamcheck.Drained(ctx, e.js, []string{schemas.StreamEvents, schemas.StreamResults, schemas.StreamDLQ}, o.drain, 500*time.Millisecond); err != nil {
 		return err
 	}
 	fmt.Printf("drained in %s\n", time.Since(tDrain).Round(time.Millisecond))
