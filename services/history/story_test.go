@@ -21,7 +21,10 @@ func TestLoadSucceededDeadLetteredReplayed(t *testing.T) {
 	seq := bus.Push(id, "alice/site", "alice")
 	bus.WaitOutcome(id, "docs", schemas.OutcomeSucceeded)
 	bus.WaitOutcome(id, "envsync", schemas.OutcomeSucceeded)
+	// The runtime stores the dead letter before it publishes the result
+	// that says so: wait for both, or Load may see one without the other.
 	dlq := bus.DeadLetter(id)
+	bus.WaitOutcome(id, "models", schemas.OutcomeDeadLettered)
 
 	// Before the replay the dead letter waits in the DLQ.
 	s, err := history.Load(context.Background(), js, id)
