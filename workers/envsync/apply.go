@@ -211,16 +211,9 @@ func (w *Worker) diff(ctx context.Context, kv jetstream.KeyValue, prefix string,
 	for _, k := range sortedKeys(env) {
 		key := prefix + "." + k
 		v := env[k]
-		e, err := kv.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			_, err = kv.Create(ctx, key, []byte(v))
-		case err != nil:
-			return nil, nil, fmt.Errorf("get %s: %w", key, err)
-		case string(e.Value()) == v:
+		changed, err := putKey(ctx, kv, key, v)
+		if !changed && err == nil {
 			continue
-		default:
-			_, err = kv.Update(ctx, key, []byte(v), e.Revision())
 		}
 		if err != nil {
 			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
@@ -235,14 +228,11 @@ func (w *Worker) diff(ctx context.Context, kv jetstream.KeyValue, prefix string,
 			continue
 		}
 		key := prefix + "." + k
-		e, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		gone, err := deleteKey(ctx, kv, key)
+		if gone {
 			continue
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("get %s: %w", key, err)
-		}
-		if err := kv.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
 			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 				return nil, nil, fmt.Errorf("delete %s: %w", key, ErrConflict)
 			}
@@ -253,7 +243,44 @@ func (w *Worker) diff(ctx context.Context, kv jetstream.KeyValue, prefix string,
 	return put, deleted, nil
 }
 
+// putKey sets key to v (compare-and-set on the revision it read); it
+// reports false, and no error, when the key already holds v. Each request
+// is bounded by runtime.OpTimeout.
+func putKey(ctx context.Context, kv jetstream.KeyValue, key, v string) (bool, error) {
+	ctx, cancel := runtime.OpContext(ctx)
+	defer cancel()
+	e, err := kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		_, err = kv.Create(ctx, key, []byte(v))
+	case err != nil:
+		return false, fmt.Errorf("get %s: %w", key, err)
+	case string(e.Value()) == v:
+		return false, nil
+	default:
+		_, err = kv.Update(ctx, key, []byte(v), e.Revision())
+	}
+	return true, err
+}
+
+// deleteKey deletes key at the revision it read; it reports true, and no
+// error, when the key is not there.
+func deleteKey(ctx context.Context, kv jetstream.KeyValue, key string) (bool, error) {
+	ctx, cancel := runtime.OpContext(ctx)
+	defer cancel()
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("get %s: %w", key, err)
+	}
+	return false, kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+}
+
 func (w *Worker) getMeta(ctx context.Context, kv jetstream.KeyValue, key string) (*meta, uint64, error) {
+	ctx, cancel := runtime.OpContext(ctx)
+	defer cancel()
 	e, err := kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
@@ -274,6 +301,8 @@ func (w *Worker) putMeta(ctx context.Context, kv jetstream.KeyValue, key string,
 	if err != nil {
 		return 0, fmt.Errorf("encode %s: %w", key, err)
 	}
+	ctx, cancel := runtime.OpContext(ctx)
+	defer cancel()
 	if rev == 0 {
 		return kv.Create(ctx, key, b)
 	}

@@ -196,6 +196,8 @@ func (w *Worker) bucket(ctx context.Context, name string) (jetstream.KeyValue, e
 	if ok {
 		return kv, nil
 	}
+	ctx, cancel := runtime.OpContext(ctx)
+	defer cancel()
 	kv, err := w.js.KeyValue(ctx, name)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = w.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{

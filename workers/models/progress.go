@@ -63,6 +63,8 @@ func (s *store) open(ctx context.Context) (progress, last jetstream.KeyValue, er
 }
 
 func (s *store) bucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	ctx, cancel := runtime.OpContext(ctx)
+	defer cancel()
 	kv, err := s.js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = s.js.CreateKeyValue(ctx, cfg)
@@ -78,6 +80,8 @@ func (s *store) bucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetst
 
 // done returns the ids of the rules that already succeeded for the event.
 func (s *store) done(ctx context.Context, eventID string) ([]string, error) {
+	ctx, cancel := runtime.OpContext(ctx)
+	defer cancel()
 	progress, _, err := s.open(ctx)
 	if err != nil {
 		return nil, err
@@ -99,6 +103,8 @@ func (s *store) done(ctx context.Context, eventID string) ([]string, error) {
 // markDone records that the rules ids succeeded for the event. One event
 // is handled by one replica at a time, so a plain put is enough.
 func (s *store) markDone(ctx context.Context, eventID string, ids []string) error {
+	ctx, cancel := runtime.OpContext(ctx)
+	defer cancel()
 	progress, _, err := s.open(ctx)
 	if err != nil {
 		return err
@@ -124,6 +130,8 @@ func branchKey(repo, branch string) string {
 // lastCommit returns the last run of repo/branch (nil when none) and its
 // revision.
 func (s *store) lastCommit(ctx context.Context, repo, branch string) (*lastRun, uint64, error) {
+	ctx, cancel := runtime.OpContext(ctx)
+	defer cancel()
 	_, last, err := s.open(ctx)
 	if err != nil {
 		return nil, 0, err
@@ -145,6 +153,8 @@ func (s *store) lastCommit(ctx context.Context, repo, branch string) (*lastRun, 
 // setLast records run as the last of repo/branch if the entry is still at
 // rev (0: none); it reports false when another replica wrote first.
 func (s *store) setLast(ctx context.Context, repo, branch string, rev uint64, run lastRun) (bool, error) {
+	ctx, cancel := runtime.OpContext(ctx)
+	defer cancel()
 	_, last, err := s.open(ctx)
 	if err != nil {
 		return false, err

@@ -132,16 +132,21 @@ type claimResult struct {
 // is absent (or deleted), or written over a running entry older than lease
 // (its delivery is gone), each a compare-and-set, so of two copies only
 // one claims. Otherwise it reports the done or running state it found.
+//
+// Each request has its own deadline ([OpTimeout]), shorter than the job's: a
+// request lost with a node that died never gets a reply, and waiting for
+// one until the job's deadline would hold the message all that time (the
+// heartbeat keeps it) while nothing happens.
 func claim(ctx context.Context, kv jetstream.KeyValue, key string, st keyState, lease time.Duration) (claimResult, error) {
 	for {
-		rev, err := kv.Create(ctx, key, st.encode())
+		rev, err := opCall(ctx, func(ctx context.Context) (uint64, error) { return kv.Create(ctx, key, st.encode()) })
 		if err == nil {
 			return claimResult{rev: rev}, nil
 		}
 		if !isConflict(err) {
 			return claimResult{}, fmt.Errorf("idempotency claim: %w", err)
 		}
-		e, err := kv.Get(ctx, key)
+		e, err := opCall(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return kv.Get(ctx, key) })
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // deleted since: create again
 		}
@@ -155,7 +160,7 @@ func claim(ctx context.Context, kv jetstream.KeyValue, key string, st keyState, 
 		case time.Since(e.Created()) < lease:
 			return claimResult{running: &cur}, nil
 		}
-		rev, err = kv.Update(ctx, key, st.encode(), e.Revision())
+		rev, err = opCall(ctx, func(ctx context.Context) (uint64, error) { return kv.Update(ctx, key, st.encode(), e.Revision()) })
 		if err == nil {
 			return claimResult{rev: rev}, nil
 		}
@@ -174,4 +179,23 @@ func isConflict(err error) bool {
 	var api *jetstream.APIError
 	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// OpTimeout bounds one broker request made during a job: a reply lost
+// with a node that died is given up after it, not at the job's deadline
+// (minutes away), while the heartbeat keeps the message and nothing moves.
+const OpTimeout = publishTimeout
+
+// OpContext is ctx bounded by [OpTimeout], for one broker request (a KV
+// get or write, a publish) of a handler. The runtime bounds its own the
+// same way.
+func OpContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, OpTimeout)
+}
+
+// opCall runs f with ctx bounded by [OpTimeout].
+func opCall[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := OpContext(ctx)
+	defer cancel()
+	return f(ctx)
 }

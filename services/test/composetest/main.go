@@ -281,6 +281,7 @@ func (t *tester) check(ctx context.Context) (verdict, error, error) {
 	// away waits out the runtime's delays (10 s, 1 min, then 5 min) and
 	// its ack waits before it runs again.
 	if err := streamcheck.Drained(ctx, t.js, streams, 9*time.Minute, time.Second); err != nil {
+		t.diagnose(ctx, streams)
 		return verdict{}, nil, err
 	}
 	// The cluster's JetStream API can answer "no responders" or time out

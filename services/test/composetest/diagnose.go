@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/forgebus/forgebus/schemas"
+)
+
+// diagnose tells, after a drain that timed out, what each consumer still
+// holds: its delivery state, the first events past its ack floor, and
+// every log line of the stack that names those events. A stuck job's
+// story is in those lines.
+func (t *tester) diagnose(ctx context.Context, streams []string) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var ids []string
+	for _, name := range streams {
+		st, err := t.js.Stream(ctx, name)
+		if err != nil {
+			t.s.log("diagnose: stream %s: %v", name, err)
+			continue
+		}
+		l := st.ListConsumers(ctx)
+		for ci := range l.Info() {
+			if ci.NumPending == 0 && ci.NumAckPending == 0 {
+				continue
+			}
+			t.s.log("diagnose: %s/%s pending=%d ack_pending=%d redelivered=%d waiting=%d delivered=%d/%d ack_floor=%d/%d max_deliver=%d leader=%s",
+				name, ci.Name, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting,
+				ci.Delivered.Consumer, ci.Delivered.Stream, ci.AckFloor.Consumer, ci.AckFloor.Stream, ci.Config.MaxDeliver, leader(ci))
+			// The first messages past the ack floor that the consumer takes:
+			// the first is unacked; later ones may be acked already.
+			found := 0
+			for seq := ci.AckFloor.Stream + 1; seq <= ci.Delivered.Stream && found < 3; seq++ {
+				m, err := st.GetMsg(ctx, seq)
+				if err != nil || !matches(ci.Config, m.Subject) {
+					continue
+				}
+				found++
+				var ev schemas.Envelope
+				_ = json.Unmarshal(m.Data, &ev)
+				t.s.log("diagnose:   seq %d %s event %s", seq, m.Subject, ev.ID)
+				if ev.ID != "" {
+					ids = append(ids, ev.ID)
+				}
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	out, err := t.s.composeRun(ctx, time.Minute, "logs", "--no-color", "--timestamps")
+	if err != nil {
+		t.s.log("diagnose: logs: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		for _, id := range ids {
+			if strings.Contains(line, id) && n < 200 {
+				t.s.log("diagnose: log %s", line)
+				n++
+				break
+			}
+		}
+	}
+	t.s.log("diagnose: %d log lines name %s", n, strings.Join(ids, ", "))
+}
+
+func leader(ci *jetstream.ConsumerInfo) string {
+	if ci.Cluster == nil {
+		return ""
+	}
+	return ci.Cluster.Leader
+}
+
+// matches reports whether subject is one the consumer takes.
+func matches(c jetstream.ConsumerConfig, subject string) bool {
+	filters := c.FilterSubjects
+	if c.FilterSubject != "" {
+		filters = append(filters, c.FilterSubject)
+	}
+	if len(filters) == 0 {
+		return true
+	}
+	for _, f := range filters {
+		if subjectMatch(f, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectMatch is NATS subject matching with '*' and '>'.
+func subjectMatch(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		if tok == ">" {
+			return len(s) > i
+		}
+		if i >= len(s) || (tok != "*" && tok != s[i]) {
+			return false
+		}
+	}
+	return len(f) == len(s)
+}
