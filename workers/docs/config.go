@@ -10,6 +10,7 @@ import (
 
 	"github.com/forgebus/forgebus/workers/command"
 	"github.com/forgebus/forgebus/workers/runtime"
+	"github.com/forgebus/forgebus/workers/skiplog"
 )
 
 // DefaultKeep is how many releases per branch a rule keeps by default.
@@ -52,6 +53,9 @@ type Rule struct {
 	// Isolation is the build's user and sandbox (run_as, sandbox, network).
 	command.Isolation `yaml:",inline"`
 }
+
+// Globs is what decides whether r applies, for the skip log.
+func (r Rule) Globs() skiplog.Rule { return skiplog.Rule{Repo: r.Repo, Branch: r.Branch} }
 
 // DecodeConfig decodes the worker's YAML document. Only "rules:" is read;
 // "runtime:", "policy:" and any other top-level key are left to others. An

@@ -17,6 +17,7 @@ import (
 	"github.com/forgebus/forgebus/workers/command"
 	"github.com/forgebus/forgebus/workers/gitrepo"
 	"github.com/forgebus/forgebus/workers/runtime"
+	"github.com/forgebus/forgebus/workers/skiplog"
 )
 
 // Deps are what the docs worker needs from the program that runs it.
@@ -199,8 +200,8 @@ func (w *Worker) handlePush(ctx context.Context, ev *schemas.Envelope) (runtime.
 	fullName := repoName(ev, &p.Repository)
 	rule := w.findRule(fullName, branch, p.Repository.DefaultBranch)
 	if rule == nil {
-		logNoRule(w.deps.Log, w.cfg.Rules, ev.ID, fullName, branch)
-		return skipped(noRuleMatches), nil
+		skiplog.NoRuleFor(w.deps.Log, w.cfg.Rules, ev.ID, fullName, branch)
+		return skipped(skiplog.NoRuleMatches), nil
 	}
 	t, err := w.resolve(ctx, rule, fullName, branch)
 	if err != nil {
@@ -320,8 +321,8 @@ func (w *Worker) handleDelete(ctx context.Context, ev *schemas.Envelope) (runtim
 	fullName := repoName(ev, &p.Repository)
 	rule := w.findRule(fullName, branch, p.Repository.DefaultBranch)
 	if rule == nil {
-		logNoRule(w.deps.Log, w.cfg.Rules, ev.ID, fullName, branch)
-		return skipped(noRuleMatches), nil
+		skiplog.NoRuleFor(w.deps.Log, w.cfg.Rules, ev.ID, fullName, branch)
+		return skipped(skiplog.NoRuleMatches), nil
 	}
 	t, err := w.resolve(ctx, rule, fullName, branch)
 	if err != nil {

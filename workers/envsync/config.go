@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/forgebus/forgebus/workers/runtime"
+	"github.com/forgebus/forgebus/workers/skiplog"
 )
 
 // DefaultBucket is the KV bucket of a rule that names none.
@@ -52,6 +53,9 @@ type Rule struct {
 	// (mode 0600, written atomically).
 	EnvFile string `yaml:"env_file"`
 }
+
+// Globs is what decides whether r applies, for the skip log.
+func (r Rule) Globs() skiplog.Rule { return skiplog.Rule{Repo: r.Repo, Branch: r.Branch} }
 
 var (
 	bucketRe = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)

@@ -15,6 +15,7 @@ import (
 	"github.com/forgebus/forgebus/schemas"
 	"github.com/forgebus/forgebus/workers/gogsapi"
 	"github.com/forgebus/forgebus/workers/runtime"
+	"github.com/forgebus/forgebus/workers/skiplog"
 )
 
 // Name is the worker's name in subjects, results and consumers.
@@ -131,8 +132,8 @@ func (w *Worker) Handle(ctx context.Context, ev *schemas.Envelope) (runtime.Repo
 		}
 	}
 	if len(matched) == 0 {
-		logNoRule(w.log, w.cfg.Rules, ev.ID, full, branch)
-		return runtime.Report{Detail: schemas.Detail{"skipped": noRuleMatches}}, nil
+		skiplog.NoRuleFor(w.log, w.cfg.Rules, ev.ID, full, branch)
+		return runtime.Report{Detail: schemas.Detail{"skipped": skiplog.NoRuleMatches}}, nil
 	}
 
 	detail := schemas.Detail{}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/forgebus/forgebus/workers/command"
 	"github.com/forgebus/forgebus/workers/runtime"
+	"github.com/forgebus/forgebus/workers/skiplog"
 )
 
 // DefaultPostTimeout is a POST's timeout when the rule names none.
@@ -40,6 +41,9 @@ type Rule struct {
 	Post    *Post    `yaml:"post"`
 	Command *Command `yaml:"command"`
 }
+
+// Globs is what decides whether r applies, for the skip log.
+func (r Rule) Globs() skiplog.Rule { return skiplog.Rule{Repo: r.Repo, Branch: r.Branch} }
 
 // Post is an HTTP POST action.
 type Post struct {

@@ -24,6 +24,7 @@ import (
 	"github.com/forgebus/forgebus/workers/command"
 	"github.com/forgebus/forgebus/workers/gitrepo"
 	"github.com/forgebus/forgebus/workers/runtime"
+	"github.com/forgebus/forgebus/workers/skiplog"
 )
 
 // SignatureHeader carries the hex HMAC-SHA256 of a refresh POST's body.
@@ -138,8 +139,8 @@ func (w *Worker) Handle(ctx context.Context, ev *schemas.Envelope) (runtime.Repo
 		}
 	}
 	if len(rules) == 0 {
-		logNoRule(w.deps.Log, w.cfg.Rules, ev.ID, fullName, branch)
-		return skipped(noRuleMatches), nil
+		skiplog.NoRuleFor(w.deps.Log, w.cfg.Rules, ev.ID, fullName, branch)
+		return skipped(skiplog.NoRuleMatches), nil
 	}
 	owner, name, _ := strings.Cut(fullName, "/")
 	checks := []error{gitrepo.CheckName(owner), gitrepo.CheckName(name), gitrepo.CheckBranch(ctx, branch), gitrepo.CheckCommit(p.After)}

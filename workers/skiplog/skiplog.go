@@ -39,3 +39,16 @@ func NoRule(log zerolog.Logger, rules []Rule, eventID, repo, branch string) {
 	}
 	e.Msg("skipped: " + NoRuleMatches)
 }
+
+// Globbed is a worker's own rule type, seen as the globs that decide
+// whether it applies.
+type Globbed interface{ Globs() Rule }
+
+// NoRuleFor is [NoRule] over a worker's own rules.
+func NoRuleFor[R Globbed](log zerolog.Logger, rules []R, eventID, repo, branch string) {
+	globs := make([]Rule, len(rules))
+	for i, r := range rules {
+		globs[i] = r.Globs()
+	}
+	NoRule(log, globs, eventID, repo, branch)
+}
