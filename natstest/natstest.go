@@ -5,6 +5,7 @@ package natstest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -166,6 +167,34 @@ func Streams(t testing.TB, js jetstream.JetStream) {
 			t.Fatalf("natstest: stream %s: %v", sc.Name, err)
 		}
 	}
+}
+
+// StreamMsgs returns every message stream holds now, in stream order; a
+// deleted message leaves a gap, any other read error fails t.
+func StreamMsgs(t testing.TB, js jetstream.JetStream, stream string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("natstest: stream %s: %v", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatalf("natstest: stream %s info: %v", stream, err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("natstest: %s seq %d: %v", stream, seq, err)
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // ClusterPortBase finds a base port for scripts/cluster.sh's nine ports

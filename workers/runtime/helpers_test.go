@@ -111,25 +111,8 @@ func start(t testing.TB, js jetstream.JetStream, w Worker) (stop func() error) {
 // streamMsgs returns the messages of stream, decoded into T, in order.
 func streamMsgs[T any](t testing.TB, js jetstream.JetStream, stream string) []T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []T
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range natstest.StreamMsgs(t, js, stream) {
 		var v T
 		if err := json.Unmarshal(m.Data, &v); err != nil {
 			t.Fatal(err)

@@ -197,22 +197,8 @@ func (d *devInstance) connect(t *testing.T) jetstream.JetStream {
 // streamData returns the data of every message in stream, in order.
 func streamData(t *testing.T, js jetstream.JetStream, stream string) [][]byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatalf("stream %s: %v", stream, err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatalf("stream %s info: %v", stream, err)
-	}
 	var out [][]byte
-	for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if err != nil {
-			continue // a deleted message leaves a gap
-		}
+	for _, m := range natstest.StreamMsgs(t, js, stream) {
 		out = append(out, m.Data)
 	}
 	return out

@@ -145,22 +145,8 @@ func (b *Bus) push(id, repo, sender string, handler bool) uint64 {
 // Results returns every result of event id, in stream order.
 func (b *Bus) Results(id string) []schemas.Result {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := b.JS.Stream(ctx, schemas.StreamResults)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		b.t.Fatal(err)
-	}
 	var out []schemas.Result
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if err != nil {
-			continue
-		}
+	for _, m := range natstest.StreamMsgs(b.t, b.JS, schemas.StreamResults) {
 		var r schemas.Result
 		if json.Unmarshal(m.Data, &r) == nil && r.EventID == id {
 			out = append(out, r)

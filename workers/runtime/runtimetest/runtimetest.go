@@ -213,22 +213,8 @@ func (e *env) publish(subject string, ev schemas.Envelope, msgID string) {
 // outcomes reads this worker's results for id with outcome o.
 func (e *env) outcomes(id string, o schemas.Outcome) []schemas.Result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := e.js.Stream(ctx, schemas.StreamResults)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	var out []schemas.Result
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if err != nil {
-			continue
-		}
+	for _, m := range natstest.StreamMsgs(e.t, e.js, schemas.StreamResults) {
 		var r schemas.Result
 		if json.Unmarshal(m.Data, &r) == nil && r.Worker == e.worker && r.EventID == id && r.Outcome == o {
 			out = append(out, r)
