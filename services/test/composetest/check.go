@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"github.com/forgebus/forgebus/services/test/streamcheck"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/test/streamcheck"
 )
 
 var errTimeout = streamcheck.ErrTimeout
@@ -18,59 +16,6 @@ var errTimeout = streamcheck.ErrTimeout
 // workers are the runtime workers whose results are counted; the audit
 // worker is counted by its records.
 var workers = []string{"docs", "models", "envsync"}
-
-// readStream calls f with every message of stream up to its last sequence
-// at the time of the call.
-func readStream(ctx context.Context, js jetstream.JetStream, stream string, f func(jetstream.Msg) error) error {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("stream %s info: %w", stream, err)
-	}
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	last := info.State.LastSeq
-	// A plain ephemeral consumer, no acks, one replica, in memory, deleted
-	// after the read: a leftover one would count as pending work.
-	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		AckPolicy: jetstream.AckNonePolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
-		InactiveThreshold: time.Minute, Replicas: 1, MemoryStorage: true,
-	})
-	if err != nil {
-		return fmt.Errorf("read %s: create consumer: %w", stream, err)
-	}
-	defer func() { _ = s.DeleteConsumer(context.WithoutCancel(ctx), c.CachedInfo().Name) }()
-	for {
-		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return fmt.Errorf("read %s: %w", stream, err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			if err := f(m); err != nil {
-				return err
-			}
-			md, err := m.Metadata()
-			if err != nil {
-				return fmt.Errorf("read %s: %w", stream, err)
-			}
-			if md.Sequence.Stream >= last {
-				return nil
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return fmt.Errorf("read %s: %w", stream, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("read %s: stopped before sequence %d: %w", stream, last, errTimeout)
-		}
-	}
-}
 
 // counts is what the streams hold.
 type counts struct {
@@ -86,7 +31,7 @@ func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) 
 	for _, w := range workers {
 		c.terminal[w] = map[string]int{}
 	}
-	err := readStream(ctx, js, schemas.StreamEvents, func(m jetstream.Msg) error {
+	err := streamcheck.Read(ctx, js, schemas.StreamEvents, func(m jetstream.Msg) error {
 		// The envelope's id is the delivery id; the Nats-Msg-Id is the
 		// signed payload's hash.
 		var ev struct {
@@ -101,7 +46,7 @@ func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) 
 	if err != nil {
 		return nil, err
 	}
-	err = readStream(ctx, js, schemas.StreamResults, func(m jetstream.Msg) error {
+	err = streamcheck.Read(ctx, js, schemas.StreamResults, func(m jetstream.Msg) error {
 		var r schemas.Result
 		if err := json.Unmarshal(m.Data(), &r); err != nil {
 			return fmt.Errorf("decode result: %w", err)
@@ -120,10 +65,10 @@ func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := readStream(ctx, js, schemas.StreamDLQ, func(jetstream.Msg) error { c.dlq++; return nil }); err != nil {
+	if err := streamcheck.Read(ctx, js, schemas.StreamDLQ, func(jetstream.Msg) error { c.dlq++; return nil }); err != nil {
 		return nil, err
 	}
-	err = readStream(ctx, js, schemas.StreamAudit, func(m jetstream.Msg) error {
+	err = streamcheck.Read(ctx, js, schemas.StreamAudit, func(m jetstream.Msg) error {
 		var r schemas.AuditRecord
 		if err := json.Unmarshal(m.Data(), &r); err != nil {
 			return fmt.Errorf("decode audit record: %w", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/forgebus/forgebus/services/test/streamcheck"
 	"net/http"
 	"slices"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/services/test/streamcheck"
 )
 
 // bench is the cluster benchmark (issue 6 point 5): signed webhooks at a
@@ -40,7 +40,7 @@ func (e *env) bench(ctx context.Context) error {
 		return err
 	}
 	accepted := map[string]time.Time{}
-	err = readStream(ctx, e.js, schemas.StreamEvents, func(m jetstream.Msg) error {
+	err = streamcheck.Read(ctx, e.js, schemas.StreamEvents, func(m jetstream.Msg) error {
 		var env struct {
 			ID   string    `json:"id"`
 			Time time.Time `json:"time"`
@@ -55,7 +55,7 @@ func (e *env) bench(ctx context.Context) error {
 		return err
 	}
 	var lat []time.Duration
-	err = readStream(ctx, e.js, schemas.StreamResults, func(m jetstream.Msg) error {
+	err = streamcheck.Read(ctx, e.js, schemas.StreamResults, func(m jetstream.Msg) error {
 		var r schemas.Result
 		if err := json.Unmarshal(m.Data(), &r); err != nil {
 			return fmt.Errorf("decode result: %w", err)

@@ -1,5 +1,6 @@
 // Package streamcheck holds what the fault and compose tests both ask of
-// the streams: whether every consumer has drained.
+// the streams: whether every consumer has drained, and every message up
+// to the last sequence ([Read]).
 package streamcheck
 
 import (

@@ -1,4 +1,4 @@
-package main
+package streamcheck
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 // again; any other error ends the read at once.
 func TestRetryTransient(t *testing.T) {
 	calls := 0
-	err := retryTransient(context.Background(), func() error {
+	err := RetryTransient(context.Background(), func() error {
 		calls++
 		if calls < 3 {
 			return fmt.Errorf("read FORGE_EVENTS: %w", nats.ErrNoResponders)
@@ -26,7 +26,7 @@ func TestRetryTransient(t *testing.T) {
 
 	calls = 0
 	refused := errors.New("stream not found")
-	if err := retryTransient(context.Background(), func() error { calls++; return refused }); !errors.Is(err, refused) || calls != 1 {
+	if err := RetryTransient(context.Background(), func() error { calls++; return refused }); !errors.Is(err, refused) || calls != 1 {
 		t.Fatalf("another error: %v after %d calls, want it after 1", err, calls)
 	}
 }
