@@ -217,7 +217,7 @@ streams:
   events: {max_age: 168h, max_bytes: 1GiB}
   results: {max_age: 72h}
   dlq: {max_age: 0s}
-  audit: {max_bytes: 10737418240}
+  audit: {max_age: 2160h}
 ingest: {max_body_bytes: 1MiB, max_in_flight: 100, max_buffered_bytes: 8MiB, publish_timeout: 2s, retry_after: 30s}
 spool: {enabled: false, dir: /spool, max_bytes: 2GiB, max_entries: 10}
 workers:
@@ -246,7 +246,7 @@ workers:
 				}
 				s := c.Streams
 				if s.Replicas != 3 || s.DuplicateWindow != time.Hour || s.Events.MaxAge != 168*time.Hour || s.Events.MaxBytes != 1<<30 ||
-					s.Results.MaxAge != 72*time.Hour || s.DLQ.MaxAge != 0 || s.Audit.MaxBytes != 10<<30 {
+					s.Results.MaxAge != 72*time.Hour || s.DLQ.MaxAge != 0 || s.Audit.MaxAge != 90*24*time.Hour {
 					t.Errorf("streams = %+v", s)
 				}
 				if c.Ingest != (Ingest{MaxBodyBytes: 1 << 20, MaxInFlight: 100, MaxBufferedBytes: 8 << 20, PublishTimeout: 2 * time.Second, RetryAfter: 30 * time.Second}) {
@@ -365,6 +365,8 @@ func TestValidate(t *testing.T) {
 		{name: "duplicate window", mutate: func(c *Config) { c.Streams.DuplicateWindow = 0 }, wantErr: ErrInvalid, wantMsg: "FORGEBUS_DUPLICATE_WINDOW"},
 		{name: "window longer than max age", mutate: func(c *Config) { c.Streams.Events.MaxAge = time.Hour }, wantErr: ErrInvalid, wantMsg: "longer than"},
 		{name: "negative max age", mutate: func(c *Config) { c.Streams.DLQ.MaxAge = -time.Second }, wantErr: ErrInvalid, wantMsg: "streams.dlq"},
+		{name: "audit max bytes", mutate: func(c *Config) { c.Streams.Audit.MaxBytes = 10 << 30 }, wantErr: ErrInvalid, wantMsg: "streams.audit.max_bytes"},
+		{name: "audit max age", mutate: func(c *Config) { c.Streams.Audit.MaxAge = 90 * 24 * time.Hour }},
 		{name: "max body zero", mutate: func(c *Config) { c.Ingest.MaxBodyBytes = 0 }, wantErr: ErrInvalid, wantMsg: "FORGEBUS_MAX_BODY_BYTES"},
 		{name: "max in flight zero", mutate: func(c *Config) { c.Ingest.MaxInFlight = 0 }, wantErr: ErrInvalid, wantMsg: "FORGEBUS_MAX_IN_FLIGHT"},
 		{name: "buffered below one body", mutate: func(c *Config) { c.Ingest.MaxBufferedBytes = c.Ingest.MaxBodyBytes }, wantErr: ErrInvalid, wantMsg: "FORGEBUS_MAX_BUFFERED_BYTES"},

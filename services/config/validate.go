@@ -118,6 +118,11 @@ func (c Config) Validate() error {
 			bad("streams.%s: max_age and max_bytes must not be negative", l.name)
 		}
 	}
+	if s.Audit.MaxBytes > 0 {
+		// The server would drop the oldest records by size, with no
+		// checkpoint before them: the log could no longer be verified.
+		bad("streams.audit.max_bytes %d: the audit log is bounded by age only (streams.audit.max_age, with checkpoints); see docs/audit.md", s.Audit.MaxBytes)
+	}
 	if s.Events.MaxAge > 0 && s.DuplicateWindow > s.Events.MaxAge {
 		bad("FORGEBUS_DUPLICATE_WINDOW %s is longer than FORGEBUS_STREAM_MAX_AGE %s", s.DuplicateWindow, s.Events.MaxAge)
 	}

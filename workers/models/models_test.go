@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -90,6 +91,19 @@ func broker(t *testing.T) jetstream.JetStream {
 	t.Helper()
 	_, js := natstest.Run(t).Connect(t)
 	return js
+}
+
+// modelRepo serves acme/ml, its master one commit that adds models/a.bin,
+// and returns the server and that commit.
+func modelRepo(t *testing.T) (*gittest.Server, string) {
+	t.Helper()
+	gitRoot := t.TempDir()
+	src := gittest.NewRepo(t, gitRoot, "acme", "ml")
+	srv := gittest.Serve(t, gitRoot, token)
+	src.Write("models/a.bin", "a")
+	c := src.Commit("model")
+	src.Push("master")
+	return srv, c
 }
 
 func newWorker(t *testing.T, gogsURL string, rules ...models.Rule) *models.Worker {
@@ -191,12 +205,7 @@ func TestPathMatching(t *testing.T) {
 }
 
 func TestStatusClassification(t *testing.T) {
-	gitRoot := t.TempDir()
-	src := gittest.NewRepo(t, gitRoot, "acme", "ml")
-	srv := gittest.Serve(t, gitRoot, token)
-	src.Write("models/a.bin", "a")
-	c := src.Commit("model")
-	src.Push("master")
+	srv, c := modelRepo(t)
 
 	rc := &receiver{}
 	hook := httptest.NewServer(rc)
@@ -340,13 +349,8 @@ func TestConfig(t *testing.T) {
 // TestPrivateRepoRefusalsArePermanent: when git may not read the
 // repository, the event fails at once and the error names the setting.
 func TestPrivateRepoRefusalsArePermanent(t *testing.T) {
-	gitRoot := t.TempDir()
-	src := gittest.NewRepo(t, gitRoot, "acme", "ml")
-	srv := gittest.Serve(t, gitRoot, token)
+	srv, c := modelRepo(t)
 	srv.AddToken("stranger", "tok-stranger")
-	src.Write("models/a.bin", "a")
-	c := src.Commit("model")
-	src.Push("master")
 	rc := &receiver{}
 	hook := httptest.NewServer(rc)
 	t.Cleanup(hook.Close)
@@ -481,5 +485,57 @@ func TestSaysWhenOlderThanLast(t *testing.T) {
 		if rep.Detail["rules"] == "" {
 			t.Errorf("%s: did not run: %v", st.name, rep.Detail)
 		}
+	}
+}
+
+// TestEffectRecordedPastTheJobDeadline: a NATS node dies while the record
+// of a done refresh is on its way (the fault test: nats-3 SIGKILLed right
+// after a POST; the rule's record waited for the job's deadline and failed,
+// and the redelivery POSTed again). The record outlives the job's deadline
+// and is retried, so the next delivery does not run the effect again.
+func TestEffectRecordedPastTheJobDeadline(t *testing.T) {
+	srv, c := modelRepo(t)
+
+	nsrv := natstest.Run(t)
+	p := natstest.NewProxy(t, nsrv.URL())
+	_, js := natstest.Dial(t, p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	rc := &receiver{}
+	var once sync.Once
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The first refresh is done; the node dies with its record on the
+		// way.
+		once.Do(func() { p.CutOn("PUB $KV." + models.ProgressBucket + ".") })
+		rc.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hook.Close)
+	w, err := models.New(models.Config{Rules: []models.Rule{
+		{Name: "post", Repo: "acme/ml", Paths: []string{"models/**"}, Post: &models.Post{URL: hook.URL, Timeout: 5 * time.Second}},
+	}}, models.Deps{GogsURL: srv.URL, GogsToken: token, CacheDir: t.TempDir(), Secret: []byte(secret), KV: js, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ev := pushEvent(t, "master", zero, c)
+	var last error
+	for try := 1; try <= 3; try++ {
+		// Each delivery has the job's deadline, as the runtime gives it.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, last = w.Handle(ctx, ev)
+		cancel()
+		if last == nil {
+			break
+		}
+		if runtime.IsPermanent(last) {
+			t.Fatalf("try %d: %v, want success or a transient error", try, last)
+		}
+	}
+	if p.Cut() == "" {
+		t.Fatal("the rule's record never went through the proxy")
+	}
+	if got := rc.take(); len(got) != 1 {
+		t.Errorf("refresh POSTed %d times, want once", len(got))
+	}
+	if last != nil {
+		t.Errorf("three deliveries failed, the last with %v", last)
 	}
 }

@@ -101,16 +101,20 @@ func (s *store) done(ctx context.Context, eventID string) ([]string, error) {
 }
 
 // markDone records that the rules ids succeeded for the event. One event
-// is handled by one replica at a time, so a plain put is enough.
+// is handled by one replica at a time, so a plain put is enough. The rule
+// has run: the put is tried past the job's deadline ([runtime.Record]),
+// since a record given up makes the next delivery run it again.
 func (s *store) markDone(ctx context.Context, eventID string, ids []string) error {
-	ctx, cancel := runtime.OpContext(ctx)
-	defer cancel()
-	progress, _, err := s.open(ctx)
-	if err != nil {
-		return err
-	}
 	b, _ := json.Marshal(ids)
-	if _, err := progress.Put(ctx, runtime.IdempotencyKey(eventID), b); err != nil {
+	err := runtime.Record(ctx, func(ctx context.Context) error {
+		progress, _, err := s.open(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = progress.Put(ctx, runtime.IdempotencyKey(eventID), b)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("record rules done for %s: %w", eventID, err)
 	}
 	return nil

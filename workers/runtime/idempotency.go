@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/forgebus/forgebus/schemas"
@@ -198,4 +199,28 @@ func opCall[T any](ctx context.Context, f func(context.Context) (T, error)) (T, 
 	ctx, cancel := OpContext(ctx)
 	defer cancel()
 	return f(ctx)
+}
+
+// RecordTimeout bounds how long [Record] keeps trying.
+const RecordTimeout = 30 * time.Second
+
+// Record runs write, the broker write that records an effect of the job as
+// done, until it succeeds or [RecordTimeout] has passed. The effect has
+// happened: a record given up runs it again on the next delivery, so the
+// write is not cut by the job's deadline or cancel (ctx's values are kept),
+// and a failure (a node dying, a stream between leaders) is tried again,
+// each try bounded by [OpTimeout]. write must be safe to repeat. The
+// heartbeat keeps the message meanwhile.
+func Record(ctx context.Context, write func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
+	defer cancel()
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(2*time.Second),
+		backoff.WithMaxElapsedTime(0), // ctx bounds it
+	)
+	return backoff.Retry(func() error {
+		_, err := opCall(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, write(ctx) })
+		return err
+	}, backoff.WithContext(b, ctx))
 }
