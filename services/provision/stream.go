@@ -39,7 +39,11 @@ func EventsStream(s config.Streams) jetstream.StreamConfig {
 	}
 }
 
-// ResultsStream is FORGE_RESULTS: one message per worker outcome.
+// ResultsStream is FORGE_RESULTS: one message per worker outcome. A
+// result's Nats-Msg-Id is deduplicated over s.DuplicateWindow, as an
+// event's is: a redelivery publishes its message's outcome again under the
+// same id (a nak or ack lost with a node brings it back after ack_wait,
+// which may be longer than the server's default window of 2 minutes).
 func ResultsStream(s config.Streams) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        schemas.StreamResults,
@@ -50,12 +54,15 @@ func ResultsStream(s config.Streams) jetstream.StreamConfig {
 		Replicas:    s.Replicas,
 		MaxAge:      s.Results.MaxAge,
 		MaxBytes:    maxBytes(s.Results),
+		Duplicates:  window(s.DuplicateWindow, s.Results.MaxAge),
 		Discard:     jetstream.DiscardOld,
 	}
 }
 
 // DLQStream is FORGE_DLQ: the events a worker gave up on, with the error.
-// Unlimited by default: a dead letter waits for an operator.
+// Unlimited by default: a dead letter waits for an operator. One dead
+// letter per message: its Nats-Msg-Id is deduplicated over
+// s.DuplicateWindow, as a result's is.
 func DLQStream(s config.Streams) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        schemas.StreamDLQ,
@@ -66,6 +73,7 @@ func DLQStream(s config.Streams) jetstream.StreamConfig {
 		Replicas:    s.Replicas,
 		MaxAge:      s.DLQ.MaxAge,
 		MaxBytes:    maxBytes(s.DLQ),
+		Duplicates:  window(s.DuplicateWindow, s.DLQ.MaxAge),
 		Discard:     jetstream.DiscardOld,
 	}
 }
@@ -139,4 +147,13 @@ func maxBytes(l config.StreamLimits) int64 {
 		return -1
 	}
 	return int64(l.MaxBytes)
+}
+
+// window is a duplicate window of d, shortened to maxAge when the stream
+// keeps its messages for less (the server refuses a longer window).
+func window(d, maxAge time.Duration) time.Duration {
+	if maxAge > 0 && d > maxAge {
+		return maxAge
+	}
+	return d
 }

@@ -31,8 +31,8 @@ func TestStreamsIdempotent(t *testing.T) {
 		deny       bool
 	}{
 		{schemas.StreamEvents, schemas.EventsSubjects, 30 * 24 * time.Hour, 24 * time.Hour, false},
-		{schemas.StreamResults, schemas.ResultsSubjects, 30 * 24 * time.Hour, 0, false},
-		{schemas.StreamDLQ, schemas.DLQSubjects, 0, 0, false},
+		{schemas.StreamResults, schemas.ResultsSubjects, 30 * 24 * time.Hour, 24 * time.Hour, false},
+		{schemas.StreamDLQ, schemas.DLQSubjects, 0, 24 * time.Hour, false},
 		{schemas.StreamAudit, schemas.AuditSubjects, 0, 0, true},
 	}
 	for _, tc := range tests {

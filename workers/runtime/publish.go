@@ -86,7 +86,8 @@ func (r *Runtime) publishDeadLetter(ctx context.Context, j *job, herr error) err
 	if err != nil {
 		return err
 	}
-	return waitPublish(ctx, f)
+	_, err = waitPublish(ctx, f)
+	return err
 }
 
 // RawEventKey is the one key of the object that stands for an event that
@@ -116,14 +117,15 @@ func (r *Runtime) publishAsync(subject string, data []byte, id, stream string) (
 	return f, nil
 }
 
-// waitPublish waits for an async publish's ack, or for ctx.
-func waitPublish(ctx context.Context, f jetstream.PubAckFuture) error {
+// waitPublish waits for an async publish's ack, or for ctx, and returns
+// the message's stream sequence (the first copy's, for a duplicate).
+func waitPublish(ctx context.Context, f jetstream.PubAckFuture) (uint64, error) {
 	select {
-	case <-f.Ok():
-		return nil
+	case ack := <-f.Ok():
+		return ack.Sequence, nil
 	case err := <-f.Err():
-		return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+		return 0, fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
 	case <-ctx.Done():
-		return fmt.Errorf("publish %s: %w", f.Msg().Subject, ctx.Err())
+		return 0, fmt.Errorf("publish %s: %w", f.Msg().Subject, ctx.Err())
 	}
 }

@@ -24,12 +24,16 @@ type counts struct {
 	dupes    map[string]int            // worker -> "duplicate" results (redelivered after success)
 	dlq      int
 	audit    map[string]int // event id -> audit records of kind event
+	// said: worker -> event id -> what each terminal result said, to
+	// explain an event with more than one.
+	said map[string]map[string][]string
 }
 
 func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) {
-	c := &counts{events: map[string]int{}, terminal: map[string]map[string]int{}, dupes: map[string]int{}, audit: map[string]int{}}
+	c := &counts{events: map[string]int{}, terminal: map[string]map[string]int{}, dupes: map[string]int{}, audit: map[string]int{}, said: map[string]map[string][]string{}}
 	for _, w := range workers {
 		c.terminal[w] = map[string]int{}
+		c.said[w] = map[string][]string{}
 	}
 	err := streamcheck.Read(ctx, js, schemas.StreamEvents, func(m jetstream.Msg) error {
 		// The envelope's id is the delivery id; the Nats-Msg-Id is the
@@ -59,6 +63,9 @@ func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) 
 			c.dupes[r.Worker]++
 		case r.Outcome.Terminal():
 			c.terminal[r.Worker][r.EventID]++
+			c.said[r.Worker][r.EventID] = append(c.said[r.Worker][r.EventID],
+				fmt.Sprintf("result seq %d: %s attempt %d finished %s detail %v error %q",
+					meta(m), r.Outcome, r.Attempt, r.Finished.Format("15:04:05.000"), r.Detail, r.Error))
 		}
 		return nil
 	})
@@ -82,6 +89,15 @@ func countStreams(ctx context.Context, js jetstream.JetStream) (*counts, error) 
 		return nil, err
 	}
 	return c, nil
+}
+
+// meta is m's stream sequence, 0 when it has none.
+func meta(m jetstream.Msg) uint64 {
+	md, err := m.Metadata()
+	if err != nil {
+		return 0
+	}
+	return md.Sequence.Stream
 }
 
 // verdict checks the counts against every delivery sent so far: each one

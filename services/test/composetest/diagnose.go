@@ -51,9 +51,38 @@ func (t *tester) diagnose(ctx context.Context, streams []string) {
 			}
 		}
 	}
+	t.logsNaming(ctx, ids)
+}
+
+// explainExtra tells, for each event a worker has more than one terminal
+// result for (not told before), what each result said and every log line
+// of the stack that names the event.
+func (t *tester) explainExtra(ctx context.Context, c *counts) {
+	var ids []string
+	for _, w := range workers {
+		for id, n := range c.terminal[w] {
+			if n < 2 || t.explained[w+" "+id] || len(ids) >= 3 {
+				continue
+			}
+			t.explained[w+" "+id] = true
+			ids = append(ids, id)
+			t.s.log("explain: %s has %d terminal results for event %s", w, n, id)
+			for _, r := range c.said[w][id] {
+				t.s.log("explain:   %s", r)
+			}
+		}
+	}
+	t.logsNaming(ctx, ids)
+}
+
+// logsNaming logs every line of the stack's logs (up to 200) that names
+// one of ids.
+func (t *tester) logsNaming(ctx context.Context, ids []string) {
 	if len(ids) == 0 {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	out, err := t.s.composeRun(ctx, time.Minute, "logs", "--no-color", "--timestamps")
 	if err != nil {
 		t.s.log("diagnose: logs: %v", err)
@@ -107,4 +136,23 @@ func subjectMatch(filter, subject string) bool {
 		}
 	}
 	return len(f) == len(s)
+}
+
+// redeliveriesOfDone tells how often, in the logs of the running
+// containers, a redelivery found its job done: acked only (its result was
+// stored; its ack had been lost) or its result published again (the
+// result had not been stored).
+func (t *tester) redeliveriesOfDone(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	out, err := t.s.composeRun(ctx, time.Minute, "logs", "--no-color")
+	if err != nil {
+		t.s.log("logs: %v", err)
+		return
+	}
+	acked := strings.Count(out, "redelivery of a done job whose result is stored")
+	again := strings.Count(out, "redelivery of a done job: its result is published again")
+	if acked+again > 0 {
+		t.s.log("redeliveries of done jobs in the running containers' logs: %d acked only (result stored, ack lost), %d with the result published again", acked, again)
+	}
 }

@@ -135,7 +135,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	t := &tester{s: s, caps: caps, secret: []byte(secret), sent: map[string]bool{},
+	t := &tester{s: s, caps: caps, secret: []byte(secret), sent: map[string]bool{}, explained: map[string]bool{},
 		url: fmt.Sprintf("http://127.0.0.1:%d", httpPort), natsURL: fmt.Sprintf("nats://127.0.0.1:%d", natsPort)}
 
 	// NATS auth and the audit key, as the runbook makes them.
@@ -231,7 +231,9 @@ type tester struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	sent    map[string]bool // every delivery sent so far: id -> answered 2xx
-	scaled  bool            // worker-docs runs three replicas
+	// explained: "worker event-id" pairs with extra results already told.
+	explained map[string]bool
+	scaled    bool // worker-docs runs three replicas
 	// auditPub is the audit key's public half, for "audit verify --pubkey".
 	auditPub string
 }
@@ -302,6 +304,8 @@ func (t *tester) check(ctx context.Context) (verdict, error, error) {
 		return verdict{}, nil, err
 	}
 	v := judge(c, t.sent)
+	t.explainExtra(ctx, c)
+	t.redeliveriesOfDone(ctx)
 	// As the operator, in a one-off container: the audit role may not read
 	// what coverage needs, and verify trusts the public key given to it.
 	out, verr := t.s.composeRun(ctx, 2*time.Minute, "run", "--rm", "--no-deps", "-T", "provision", "audit", "verify", "--pubkey", t.auditPub)
