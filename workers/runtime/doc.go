@@ -32,9 +32,8 @@
 //  5. idempotent claims the event's key in the worker's KV bucket
 //     (idempotency.go, claim): kv.Create writes it "running" for this
 //     delivery. If the key is already there it is read: "done" makes this
-//     a duplicate (or, when this same message wrote it, the message is
-//     acked, and its result published again first unless the key holds
-//     the result's sequence); "running" makes this copy wait for that delivery,
+//     a duplicate (or, when this same message wrote it, its result is
+//     published again); "running" makes this copy wait for that delivery,
 //     looking again every AckWait/3, until the key is done, deleted, or
 //     older than its lease (AckWait): then it is taken over with an
 //     Update on the revision read. Of two copies claiming at once, the
@@ -47,9 +46,8 @@
 //     replica.
 //  8. settle then calls finish, which publishes the outcome with nats.go's
 //     PublishMsgAsync and waits for the stream's ack, and then:
-//     succeeded or superseded: once the result is stored, the key is
-//     updated to "done" (outcome, the delivery's sequence and attempt, the
-//     result's sequence), then acked;
+//     succeeded or superseded: the key is updated to "done" (outcome, the
+//     delivery's sequence and attempt) alongside the result, then acked;
 //     a transient failure: a failed result, the key deleted, a nak with the
 //     delay Settings.NakDelays gives for the attempt; a permanent failure
 //     or the last allowed delivery (Settings.MaxDeliver): a

@@ -101,9 +101,6 @@ type keyState struct {
 	Seq     uint64          `json:"seq"`
 	Attempt int             `json:"attempt"`
 	At      time.Time       `json:"at"`
-	// Result is the FORGE_RESULTS sequence of the done outcome's result;
-	// 0 when it is not known to be stored.
-	Result uint64 `json:"result,omitempty"`
 }
 
 func (k keyState) encode() []byte {

@@ -52,19 +52,20 @@ func TestLostClaimReplyDoesNotHoldTheJob(t *testing.T) {
 }
 
 // The ack of a handled event is lost (its node dies as it leaves), so
-// JetStream delivers the message again after ack_wait. By then the first
-// result may be older than FORGE_RESULTS's duplicate window (the server's
-// default is 2 minutes; docs' ack_wait in the compose deployment is 2
-// minutes too): the compose test found an event with two terminal
-// results. The redelivery must see that the result is stored and ack
-// without publishing it again. Here the window is shorter than the ack
-// wait, as it is there.
+// JetStream delivers the message again after ack_wait, and the redelivery,
+// finding the event done by this same message, publishes its result again
+// under the same Nats-Msg-Id. FORGE_RESULTS keeps one copy only while the
+// first is inside its duplicate window: the compose test stored a second
+// terminal result when that window was the server's default, 2 minutes,
+// and docs' ack_wait 2 minutes as well. forgebus provisions FORGE_RESULTS
+// with the duplicate window (24 h; services/provision), longer than any
+// ack_wait; here a minute stands for it against a 2 s ack_wait.
 func TestLostAckPublishesNoSecondResult(t *testing.T) {
 	srv, _, js := broker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := js.UpdateStream(ctx, jetstream.StreamConfig{
-		Name: schemas.StreamResults, Subjects: schemas.ResultsSubjects, Duplicates: 500 * time.Millisecond,
+		Name: schemas.StreamResults, Subjects: schemas.ResultsSubjects, Duplicates: time.Minute,
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -361,7 +361,7 @@ func (r *Runtime) finish(j *job, herr error) {
 		// is released and the message handed back at once, so another
 		// replica takes it now.
 		j.log.Warn().Err(herr).Msg("job cancelled by stop, nak")
-		r.release(j, rev)
+		r.release(ctx, j, rev)
 		r.nak(j, 0)
 		r.observe(j, "cancelled")
 		return
@@ -379,33 +379,20 @@ func (r *Runtime) finish(j *job, herr error) {
 		}
 		attempt := d.attempt
 		if j.republish != nil {
-			if j.republish.Result != 0 {
-				// This message's result is stored: its ack was lost, or
-				// its replica stopped before the ack. Publishing it again
-				// could store it twice (past FORGE_RESULTS's duplicate
-				// window), so only the ack.
-				j.log.Info().Uint64("result_seq", j.republish.Result).Msg("redelivery of a done job whose result is stored: acked")
-				r.ack(j)
-				r.observe(j, string(outcome))
-				return
-			}
 			attempt = j.republish.Attempt
 		}
-		// The key says done once the result is stored, with the result's
-		// sequence (see above); when the result could not be published it
-		// says done without one, so the redelivery publishes the result
-		// again, under the same Nats-Msg-Id, and does not run the handler.
-		var resultSeq uint64
+		// The result and the key's done state go out together; the ack
+		// waits for both.
 		res, err := r.publishResult(j, attempt, outcome, nil)
+		recorded := rev == 0 || r.record(ctx, j, rev, outcome)
 		if err == nil {
-			resultSeq, err = waitPublish(ctx, res)
+			err = waitPublish(ctx, res)
 		}
-		recorded := rev == 0 || r.record(j, rev, outcome, resultSeq)
 		if err != nil {
 			if !recorded {
 				// Neither is stored: the redelivery runs the handler
 				// again, and its result has the same Nats-Msg-Id.
-				r.release(j, rev)
+				r.release(ctx, j, rev)
 			}
 			r.nakAfterPublishError(j, err)
 			return
@@ -418,11 +405,11 @@ func (r *Runtime) finish(j *job, herr error) {
 		if err == nil {
 			var res jetstream.PubAckFuture
 			if res, err = r.publishResult(j, d.attempt, schemas.OutcomeDeadLettered, herr); err == nil {
-				_, err = waitPublish(ctx, res)
+				err = waitPublish(ctx, res)
 			}
 		}
 		// A dead letter is not done: a replay after a fix runs.
-		r.release(j, rev)
+		r.release(ctx, j, rev)
 		if err != nil {
 			r.nakAfterPublishError(j, err)
 			return
@@ -434,12 +421,12 @@ func (r *Runtime) finish(j *job, herr error) {
 		delay := s.nakDelay(d.attempt)
 		res, err := r.publishResult(j, d.attempt, schemas.OutcomeFailed, herr)
 		if err == nil {
-			_, err = waitPublish(ctx, res)
+			err = waitPublish(ctx, res)
 		}
 		if err != nil {
 			j.log.Warn().Err(err).Msg("publish failed result")
 		}
-		r.release(j, rev)
+		r.release(ctx, j, rev)
 		r.nak(j, delay)
 		r.observe(j, string(schemas.OutcomeFailed))
 		j.log.Info().Err(herr).Dur("redeliver_in", delay).Msg("job failed, will be redelivered")
@@ -447,17 +434,12 @@ func (r *Runtime) finish(j *job, herr error) {
 }
 
 // record writes the event's key done (compare-and-set on rev), retrying a
-// few times, with its own deadline (the result's publish before it may
-// have used the finish's). If it still fails the job is acked all the
-// same: the effect is done and a nak would run it again for certain; only
-// a later copy of the event would not be known as a duplicate. It reports
-// whether the key says done.
-func (r *Runtime) record(j *job, rev uint64, o schemas.Outcome, resultSeq uint64) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
-	st := j.state(stateDone, o)
-	st.Result = resultSeq
-	val := st.encode()
+// few times. If it still fails the job is acked all the same: the effect
+// is done and a nak would run it again for certain; only a later copy of
+// the event would not be known as a duplicate. It reports whether the key
+// says done.
+func (r *Runtime) record(ctx context.Context, j *job, rev uint64, o schemas.Outcome) bool {
+	val := j.state(stateDone, o).encode()
 	var conflict bool
 	op := func() error {
 		_, err := r.kv.Update(ctx, j.key, val, rev)
@@ -482,13 +464,11 @@ func (r *Runtime) record(j *job, rev uint64, o schemas.Outcome, resultSeq uint64
 }
 
 // release deletes the event's key if j still holds it at rev, so that the
-// next copy runs at once. It has its own deadline, as record does.
-func (r *Runtime) release(j *job, rev uint64) {
+// next copy runs at once.
+func (r *Runtime) release(ctx context.Context, j *job, rev uint64) {
 	if rev == 0 {
 		return
 	}
-	ctx, cancel := OpContext(context.Background())
-	defer cancel()
 	if err := r.kv.Delete(ctx, j.key, jetstream.LastRevision(rev)); err != nil && !isConflict(err) {
 		j.log.Warn().Err(err).Msg("running key left: other copies of this event wait until its lease is over")
 	}

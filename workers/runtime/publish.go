@@ -86,8 +86,7 @@ func (r *Runtime) publishDeadLetter(ctx context.Context, j *job, herr error) err
 	if err != nil {
 		return err
 	}
-	_, err = waitPublish(ctx, f)
-	return err
+	return waitPublish(ctx, f)
 }
 
 // RawEventKey is the one key of the object that stands for an event that
@@ -117,15 +116,14 @@ func (r *Runtime) publishAsync(subject string, data []byte, id, stream string) (
 	return f, nil
 }
 
-// waitPublish waits for an async publish's ack, or for ctx, and returns
-// the message's stream sequence (the first copy's, for a duplicate).
-func waitPublish(ctx context.Context, f jetstream.PubAckFuture) (uint64, error) {
+// waitPublish waits for an async publish's ack, or for ctx.
+func waitPublish(ctx context.Context, f jetstream.PubAckFuture) error {
 	select {
-	case ack := <-f.Ok():
-		return ack.Sequence, nil
+	case <-f.Ok():
+		return nil
 	case err := <-f.Err():
-		return 0, fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+		return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
 	case <-ctx.Done():
-		return 0, fmt.Errorf("publish %s: %w", f.Msg().Subject, ctx.Err())
+		return fmt.Errorf("publish %s: %w", f.Msg().Subject, ctx.Err())
 	}
 }
