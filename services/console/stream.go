@@ -44,12 +44,14 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sess *Session) {
 			cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 		}
 	}
-	consume := func(stream string, fn func(jetstream.Msg) (item, bool)) (jetstream.ConsumeContext, error) {
-		c, err := s.js.OrderedConsumer(ctx, stream, cc)
+	// consume feeds out from stream until the returned stop, which also
+	// removes the feed's consumer.
+	consume := func(stream string, fn func(jetstream.Msg) (item, bool)) (stop func(), err error) {
+		c, done, err := runtime.OrderedReader(ctx, s.js, stream, cc)
 		if err != nil {
 			return nil, err
 		}
-		return c.Consume(func(m jetstream.Msg) {
+		feed, err := c.Consume(func(m jetstream.Msg) {
 			if it, ok := fn(m); ok {
 				select {
 				case out <- it:
@@ -57,6 +59,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sess *Session) {
 				}
 			}
 		})
+		if err != nil {
+			done()
+			return nil, err
+		}
+		return func() { feed.Stop(); done() }, nil
 	}
 	events, err := consume(schemas.StreamEvents, func(m jetstream.Msg) (item, bool) {
 		if m.Headers().Get(runtime.ReplayHeader) != "" {
@@ -77,7 +84,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sess *Session) {
 		s.fail(w, r, err)
 		return
 	}
-	defer events.Stop()
+	defer events()
 	results, err := consume(schemas.StreamResults, func(m jetstream.Msg) (item, bool) {
 		var res schemas.Result
 		if json.Unmarshal(m.Data(), &res) != nil || !sess.Allows(res.Repo) {
@@ -89,7 +96,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sess *Session) {
 		s.fail(w, r, err)
 		return
 	}
-	defer results.Stop()
+	defer results()
 
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")

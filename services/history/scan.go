@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/forgebus/forgebus/workers/runtime"
 )
 
 // readTimeout bounds a whole read when ctx has no deadline.
@@ -43,10 +45,11 @@ func scan(ctx context.Context, js jetstream.JetStream, stream, filter string, f 
 		t := f.time
 		cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
-	cons, err := js.OrderedConsumer(ctx, stream, cc)
+	cons, done, err := runtime.OrderedReader(ctx, js, stream, cc)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
+	defer done()
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)

@@ -263,6 +263,18 @@ func TestTwoReplicasOneChain(t *testing.T) {
 	if recs, _ := Query(context.Background(), js, "other/repo", time.Time{}); len(recs) != 0 {
 		t.Fatalf("Query of another repo returned %d records", len(recs))
 	}
+	// A read removes its consumer (see runtime.OrderedReader).
+	st, err := js.Stream(context.Background(), schemas.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Consumers; n != 0 {
+		t.Errorf("%d consumers left on %s after the queries, want 0", n, schemas.StreamAudit)
+	}
 }
 
 func TestVerifyFindsTampering(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/workers/runtime"
 )
 
 // Filter selects records by the source's time and by repository. The zero
@@ -161,10 +162,11 @@ func walkFrom(ctx context.Context, js jetstream.JetStream, from, last uint64, fn
 	if from > 0 {
 		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
 	}
-	cons, err := js.OrderedConsumer(ctx, schemas.StreamAudit, cfg)
+	cons, done, err := runtime.OrderedReader(ctx, js, schemas.StreamAudit, cfg)
 	if err != nil {
 		return fmt.Errorf("ordered consumer on %s: %w", schemas.StreamAudit, err)
 	}
+	defer done()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err

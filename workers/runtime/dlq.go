@@ -61,13 +61,14 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, worker string)
 	if worker != "" {
 		filter = schemas.DLQRoot + "." + schemas.EscapeToken(worker) + ".>"
 	}
-	cons, err := js.OrderedConsumer(ctx, schemas.StreamDLQ, jetstream.OrderedConsumerConfig{
+	cons, done, err := OrderedReader(ctx, js, schemas.StreamDLQ, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{filter},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", schemas.StreamDLQ, err)
 	}
+	defer done()
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", schemas.StreamDLQ, err)
