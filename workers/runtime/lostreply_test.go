@@ -23,7 +23,7 @@ func TestLostClaimReplyDoesNotHoldTheJob(t *testing.T) {
 	s := fastSettings()
 	s.AckWait = 2 * time.Second
 	s.JobTimeout = 5 * time.Minute
-	w, p, calls := behindProxy(t, srv, js, "lost", s)
+	w, p, calls := behindProxy(t, srv, js, "lost", s, nil)
 	// The claim of the event: its key's Create in the worker's bucket.
 	p.CutOn("$KV." + IdempotencyBucket(w).Bucket + ".")
 	publish(t, js, envelope("lost-1"), "")
@@ -71,7 +71,7 @@ func TestLostAckPublishesNoSecondResult(t *testing.T) {
 	}
 	s := fastSettings()
 	s.AckWait = 2 * time.Second
-	_, p, calls := behindProxy(t, srv, js, "lostack", s)
+	_, p, calls := behindProxy(t, srv, js, "lostack", s, nil)
 	p.CutOn("+ACK")
 	publish(t, js, envelope("lostack-1"), "")
 
@@ -92,16 +92,18 @@ func TestLostAckPublishesNoSecondResult(t *testing.T) {
 }
 
 // behindProxy starts worker name with settings s, connected to srv through
-// a proxy, its handler counting calls per event id, and waits until it
-// pulls.
-func behindProxy(t *testing.T, srv *natstest.Server, js jetstream.JetStream, name string, s Settings) (Worker, *natstest.Proxy, *counter) {
+// a proxy, its handler counting calls per event id (and calling onCall, if
+// set, on an event's first call), and waits until it pulls.
+func behindProxy(t *testing.T, srv *natstest.Server, js jetstream.JetStream, name string, s Settings, onCall func(p *natstest.Proxy)) (Worker, *natstest.Proxy, *counter) {
 	t.Helper()
 	w := Worker{Name: name, Subjects: []string{"forge.>"}, Settings: s}
 	p := natstest.NewProxy(t, srv.URL())
 	_, wjs := natstest.Dial(t, p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	calls := newCounter()
 	w.Handler = HandlerFunc(func(ctx context.Context, ev *schemas.Envelope) (Report, error) {
-		calls.inc(ev.ID)
+		if calls.inc(ev.ID) == 1 && onCall != nil {
+			onCall(p)
+		}
 		return Report{}, nil
 	})
 	start(t, wjs, w)
@@ -110,4 +112,38 @@ func behindProxy(t *testing.T, srv *natstest.Server, js jetstream.JetStream, nam
 		return err == nil && ci.NumWaiting > 0
 	})
 	return w, p, calls
+}
+
+// The node dies as the job's done record leaves (the fault test: envsync
+// applied an event the instant nats-1 was SIGKILLed, its record failed
+// after a few quick tries, and a redelivery of the message took the key,
+// still "running", over once its lease ran out and ran the handler again,
+// which then found a newer push: a second terminal result). The effect is
+// done, so its record is retried past the outage: a later copy of the
+// event is then a duplicate and the handler runs once.
+func TestLostRecordIsWrittenAfterReconnect(t *testing.T) {
+	srv, _, js := broker(t)
+	s := fastSettings()
+	s.AckWait = 2 * time.Second
+	var w Worker
+	w, p, calls := behindProxy(t, srv, js, "lostrec", s, func(p *natstest.Proxy) {
+		// The claim is written; the next write of the key is the record.
+		p.CutOn("HPUB $KV." + IdempotencyBucket(w).Bucket + ".")
+	})
+	publish(t, js, envelope("lostrec-1"), "")
+	natstest.Eventually(t, 45*time.Second, "the event's result", func() bool {
+		return len(resultsOf(results(t, js), "lostrec-1", schemas.OutcomeSucceeded)) == 1
+	})
+	if p.Cut() == "" {
+		t.Fatal("the record never went through the proxy")
+	}
+	// Another copy of the event (a replay, another hook's delivery).
+	publish(t, js, envelope("lostrec-1"), "lostrec-1-copy")
+	natstest.Eventually(t, 45*time.Second, "the copy's result", func() bool {
+		rs := results(t, js)
+		return len(resultsOf(rs, "lostrec-1", schemas.OutcomeDuplicate))+len(resultsOf(rs, "lostrec-1", schemas.OutcomeSucceeded)) >= 2
+	})
+	if n := calls.get("lostrec-1"); n != 1 {
+		t.Errorf("handler ran %d times, want once", n)
+	}
 }

@@ -433,24 +433,31 @@ func (r *Runtime) finish(j *job, herr error) {
 	}
 }
 
-// record writes the event's key done (compare-and-set on rev), retrying a
-// few times. If it still fails the job is acked all the same: the effect
-// is done and a nak would run it again for certain; only a later copy of
-// the event would not be known as a duplicate. It reports whether the key
-// says done.
+// record writes the event's key done (compare-and-set on rev). The
+// effect is done: the write is tried again through a broker outage
+// ([Record], up to 30 s), since a key left "running" is taken over once
+// its lease is over and the handler runs again. If it still fails the job
+// is acked all the same: a nak would run it again for certain. It reports
+// whether the key says done.
 func (r *Runtime) record(ctx context.Context, j *job, rev uint64, o schemas.Outcome) bool {
 	val := j.state(stateDone, o).encode()
 	var conflict bool
-	op := func() error {
+	err := Record(ctx, func(ctx context.Context) error {
 		_, err := r.kv.Update(ctx, j.key, val, rev)
-		if isConflict(err) {
+		switch {
+		case isConflict(err):
 			conflict = true
+			return backoff.Permanent(err)
+		case err != nil && r.bucketGone(ctx):
+			// Not an outage: nothing will take the write.
 			return backoff.Permanent(err)
 		}
 		return err
+	})
+	if conflict && r.recordedBy(ctx, j) {
+		// A try whose reply was lost did write it.
+		return true
 	}
-	b := backoff.WithContext(backoff.WithMaxRetries(backoff.NewConstantBackOff(200*time.Millisecond), 4), ctx)
-	err := backoff.Retry(op, b)
 	switch {
 	case err == nil:
 		return true
@@ -463,12 +470,34 @@ func (r *Runtime) record(ctx context.Context, j *job, rev uint64, o schemas.Outc
 	return false
 }
 
+// bucketGone reports whether the worker's idempotency bucket is known not
+// to exist (deleted by hand); an error reading it says nothing.
+func (r *Runtime) bucketGone(ctx context.Context) bool {
+	_, err := opCall(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return r.js.Stream(ctx, "KV_"+r.kv.Bucket())
+	})
+	return errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+// recordedBy reports whether j's key says done by j's own delivery.
+func (r *Runtime) recordedBy(ctx context.Context, j *job) bool {
+	e, err := opCall(context.WithoutCancel(ctx), func(ctx context.Context) (jetstream.KeyValueEntry, error) { return r.kv.Get(ctx, j.key) })
+	if err != nil {
+		return false
+	}
+	k := decodeKeyState(e.Value())
+	return k.State == stateDone && k.Seq == j.d.seq && k.Attempt == j.d.attempt
+}
+
 // release deletes the event's key if j still holds it at rev, so that the
 // next copy runs at once.
 func (r *Runtime) release(ctx context.Context, j *job, rev uint64) {
 	if rev == 0 {
 		return
 	}
+	// Its own deadline: the record before it may have used the finish's.
+	ctx, cancel := OpContext(context.WithoutCancel(ctx))
+	defer cancel()
 	if err := r.kv.Delete(ctx, j.key, jetstream.LastRevision(rev)); err != nil && !isConflict(err) {
 		j.log.Warn().Err(err).Msg("running key left: other copies of this event wait until its lease is over")
 	}

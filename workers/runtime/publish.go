@@ -118,6 +118,15 @@ func (r *Runtime) publishAsync(subject string, data []byte, id, stream string) (
 
 // waitPublish waits for an async publish's ack, or for ctx.
 func waitPublish(ctx context.Context, f jetstream.PubAckFuture) error {
+	// An answer that came is taken even when ctx is over by now (the
+	// record beside the publish may have outlasted it).
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+	default:
+	}
 	select {
 	case <-f.Ok():
 		return nil
