@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -136,6 +137,8 @@ func (r sendResult) codeList() string {
 type poster struct {
 	url    string
 	client *http.Client
+	// errsShown counts the connection errors printed (the first few).
+	errsShown atomic.Int32
 }
 
 func newPoster(url string) *poster {
@@ -157,6 +160,9 @@ func (p *poster) post(ctx context.Context, d delivery) string {
 	req.Header.Set("X-Gogs-Signature", d.sig)
 	resp, err := p.client.Do(req)
 	if err != nil {
+		if p.errsShown.Add(1) <= 3 {
+			fmt.Printf("          conn_error of delivery %s: %v\n", d.id, err)
+		}
 		return "conn_error"
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
