@@ -169,6 +169,23 @@ func Streams(t testing.TB, js jetstream.JetStream) {
 	}
 }
 
+// StreamState is stream's state now (messages, sequences, consumers); an
+// error reading it fails t.
+func StreamState(t testing.TB, js jetstream.JetStream, stream string) jetstream.StreamState {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("natstest: stream %s: %v", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatalf("natstest: stream %s info: %v", stream, err)
+	}
+	return info.State
+}
+
 // StreamMsgs returns every message stream holds now, in stream order; a
 // deleted message leaves a gap, any other read error fails t.
 func StreamMsgs(t testing.TB, js jetstream.JetStream, stream string) []*jetstream.RawStreamMsg {

@@ -105,15 +105,7 @@ func publishSources(t *testing.T, js jetstream.JetStream, n int) map[string]int 
 
 func auditCount(t *testing.T, js jetstream.JetStream) uint64 {
 	t.Helper()
-	s, err := js.Stream(context.Background(), schemas.StreamAudit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return natstest.StreamState(t, js, schemas.StreamAudit).Msgs
 }
 
 func consumersIdle(t *testing.T, js jetstream.JetStream) bool {
@@ -264,15 +256,7 @@ func TestTwoReplicasOneChain(t *testing.T) {
 		t.Fatalf("Query of another repo returned %d records", len(recs))
 	}
 	// A read removes its consumer (see runtime.OrderedReader).
-	st, err := js.Stream(context.Background(), schemas.StreamAudit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := info.State.Consumers; n != 0 {
+	if n := natstest.StreamState(t, js, schemas.StreamAudit).Consumers; n != 0 {
 		t.Errorf("%d consumers left on %s after the queries, want 0", n, schemas.StreamAudit)
 	}
 }

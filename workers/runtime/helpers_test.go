@@ -132,17 +132,7 @@ func deadLetters(t testing.TB, js jetstream.JetStream) []schemas.DeadLetter {
 
 func streamCount(t testing.TB, js jetstream.JetStream, stream string) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return natstest.StreamState(t, js, stream).Msgs
 }
 
 // consumerInfo reads the FORGE_EVENTS consumer of worker name.

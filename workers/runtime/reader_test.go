@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forgebus/forgebus/natstest"
 	"github.com/forgebus/forgebus/schemas"
 )
 
@@ -23,15 +24,7 @@ func TestReadsLeaveNoConsumers(t *testing.T) {
 			t.Fatalf("listing %d: %v", i+1, err)
 		}
 	}
-	st, err := js.Stream(ctx, schemas.StreamDLQ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := info.State.Consumers; n != 0 {
+	if n := natstest.StreamState(t, js, schemas.StreamDLQ).Consumers; n != 0 {
 		t.Errorf("%d consumers left on %s after the listings, want 0", n, schemas.StreamDLQ)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/forgebus/forgebus/schemas"
+	"github.com/forgebus/forgebus/workers/runtime"
 )
 
 func init() { register(newEventsCmd) }
@@ -100,13 +101,14 @@ func tail(ctx context.Context, js jetstream.JetStream, o tailOptions, w, status 
 		cc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cc.OptStartTime = &start
 	}
-	cons, err := js.OrderedConsumer(ctx, schemas.StreamEvents, cc)
+	cons, done, err := runtime.OrderedReader(ctx, js, schemas.StreamEvents, cc)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("stream %s not found: is 'forgebus dev' or 'forgebus ingest' running against this NATS?", schemas.StreamEvents)
 		}
 		return fmt.Errorf("consume %s: %w", schemas.StreamEvents, err)
 	}
+	defer done()
 	it, err := cons.Messages()
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", schemas.StreamEvents, err)
